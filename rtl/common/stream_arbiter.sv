@@ -1,0 +1,54 @@
+// Round-robin arbiter merging N valid/ready streams of W-bit payloads into one, one beat per grant.
+module stream_arbiter #(
+  parameter int unsigned N = 2,
+  parameter int unsigned W = 8
+) (
+  input  logic           clk_i,
+  input  logic           rst_ni,
+  input  logic [N-1:0]   s_valid_i,
+  output logic [N-1:0]   s_ready_o,
+  input  logic [N*W-1:0] s_data_i,
+  output logic           m_valid_o,
+  input  logic           m_ready_i,
+  output logic [W-1:0]   m_data_o,
+  output logic [N-1:0]   m_grant_o       // which input the current beat comes from (one-hot)
+);
+  localparam int unsigned IW = (N > 1) ? $clog2(N) : 1;
+
+  logic [IW-1:0] rr_q;   // highest priority input this cycle
+  logic [IW-1:0] pick;
+  logic          any;
+
+  always_comb begin
+    any  = 1'b0;
+    pick = '0;
+    for (int i = N - 1; i >= 0; i--) begin
+      // Only the low bits of the rotated index matter; the rest is arithmetic headroom.
+      /* verilator lint_off UNUSEDSIGNAL */
+      int unsigned idx;
+      /* verilator lint_on UNUSEDSIGNAL */
+      idx = (32'(rr_q) + 32'(i)) % N;
+      if (s_valid_i[idx]) begin
+        any  = 1'b1;
+        pick = IW'(idx);
+      end
+    end
+  end
+
+  always_comb begin
+    m_grant_o = '0;
+    s_ready_o = '0;
+    if (any) begin
+      m_grant_o[pick] = 1'b1;
+      s_ready_o[pick] = m_ready_i;
+    end
+  end
+
+  assign m_valid_o = any;
+  assign m_data_o  = s_data_i[W*pick +: W];
+
+  always_ff @(posedge clk_i) begin
+    if (!rst_ni) rr_q <= '0;
+    else if (any && m_ready_i) rr_q <= IW'((32'(pick) + 1) % N);
+  end
+endmodule

@@ -1,0 +1,33 @@
+//! bpu-runtime: engine services over interchangeable backends: software on the CPU, or a BPU.
+//!
+//! Purpose: the ledger and gateway call services (`crypto` today) without knowing where the
+//! work runs. `Backend::Cpu` computes in software (rayon across cores where batches are large);
+//! `Backend::Bpu` drives any device the driver opens (`sim://…`, `vfio://…`), gathering the
+//! requests that arrive together into a few batch commands and one doorbell.
+//!
+//! Invariants:
+//! - Both backends return identical results for identical inputs; differential tests hold them
+//!   to it (`runtime/tests/`).
+//! - Every call returns within the device timeout: a stuck device is reset and the affected
+//!   calls get `Error::Device`, later calls work again.
+//!
+//! Start reading at [`crypto::CryptoService::open`].
+
+pub mod crypto;
+pub mod merkle;
+
+pub use crypto::{CryptoMetrics, CryptoService, Digest};
+
+/// Errors of runtime services.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("device: {0}")]
+    Device(#[from] bpu_driver::Error),
+    #[error("input too large: {0}")]
+    TooLarge(String),
+    #[error("the service is shutting down")]
+    Closed,
+}
+
+/// Result with the runtime's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
