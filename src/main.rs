@@ -1,1 +1,238 @@
-fn main(){}
+//! The `bpu` command line: devices, hashing, self-test and benchmarks over CPU or BPU backends.
+
+mod selftest;
+
+use anyhow::{bail, Context, Result};
+use bpu_runtime::CryptoService;
+use clap::{Parser, Subcommand};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+/// bpu: a permissioned blockchain platform whose hot paths run on a Blockchain Processing Unit.
+///
+/// Devices are named by URI: `cpu` (software only), `sim://` (the Verilator model of the BPU in
+/// this process; options such as `sim://?crypto=2&irq=off&depth=64&mem=256M`), or
+/// `vfio://0000:03:00.0` (an FPGA board bound to vfio-pci).
+#[derive(Parser)]
+#[command(name = "bpu", version, about, long_about)]
+struct Cli {
+    /// Log filter, e.g. `info` or `bpu_driver=debug` (also from RUST_LOG).
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the devices this machine can open, with their engines.
+    Devices {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print SHA-256 digests of files exactly as `sha256sum` does (`-` or no file: stdin).
+    Hash {
+        /// Files to hash.
+        files: Vec<String>,
+        /// `cpu`, `sim://…` or `vfio://…`.
+        #[arg(long, short, default_value = "sim://")]
+        device: String,
+    },
+    /// Check a device end to end: registers, queues, hashing against the CPU, fault recovery.
+    Selftest {
+        /// `cpu`, `sim://…` or `vfio://…`.
+        #[arg(long, short, default_value = "sim://")]
+        device: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a benchmark and print JSON or a markdown table.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// SHA-256 engine: cycles per block, command overhead, throughput with 1 and all engines,
+    /// projected GB/s at 250 MHz, and the CPU backend on this machine.
+    Hash {
+        /// Device to measure (`sim://…` or `vfio://…`).
+        #[arg(long, short, default_value = "sim://")]
+        device: String,
+        /// Print JSON instead of markdown.
+        #[arg(long)]
+        json: bool,
+        /// Smaller inputs, for a fast check.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bpu: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Devices { json } => devices(json),
+        Cmd::Hash { files, device } => hash(&files, &device),
+        Cmd::Selftest { device, json } => {
+            let report = selftest::run(&device);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
+            }
+            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Cmd::Bench { which: BenchCmd::Hash { device, json, quick } } => {
+            if device == "cpu" {
+                bail!("`bpu bench hash` measures a device; give --device sim://… or vfio://… (the CPU is measured alongside)");
+            }
+            let dev = bpu_driver::Device::open(&device).with_context(|| format!("opening {device}"))?;
+            let progress = |s: &str| eprintln!("bench: {s}");
+            let report = bpu_bench::hash::run(&dev, quick, &progress).map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.markdown());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct DeviceRow {
+    uri: String,
+    transport: String,
+    version: String,
+    build_id: String,
+    queues: u32,
+    engines: Vec<String>,
+}
+
+fn devices(json: bool) -> Result<ExitCode> {
+    let mut rows = Vec::new();
+    for uri in bpu_driver::list() {
+        match bpu_driver::Device::open(&uri) {
+            Ok(d) => {
+                let i = d.info();
+                rows.push(DeviceRow {
+                    uri: uri.clone(),
+                    transport: i.transport.clone(),
+                    version: format!("{}.{}", i.version.0, i.version.1),
+                    build_id: format!("{:08x}", i.build_id),
+                    queues: i.queues,
+                    engines: i
+                        .engines
+                        .iter()
+                        .map(|e| format!("{} x{} (v{})", e.name(), e.instances, e.version))
+                        .collect(),
+                });
+            }
+            Err(e) => eprintln!("bpu: {uri}: {e}"),
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("{:<24} {:<8} {:<10} {:<7} engines", "device", "regmap", "build", "queues");
+        for r in &rows {
+            println!(
+                "{:<24} {:<8} {:<10} {:<7} {}",
+                r.uri,
+                r.version,
+                r.build_id,
+                r.queues,
+                r.engines.join(", ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sha256sum`'s rendering of a file name: backslash-escaped, with a leading `\` if escaped.
+fn sha256sum_line(digest: &str, name: &str) -> String {
+    if name.contains(['\\', '\n', '\r']) {
+        let esc = name.replace('\\', "\\\\").replace('\n', "\\n").replace('\r', "\\r");
+        format!("\\{digest}  {esc}")
+    } else {
+        format!("{digest}  {name}")
+    }
+}
+
+fn hash(files: &[String], device: &str) -> Result<ExitCode> {
+    let svc = CryptoService::open(device).with_context(|| format!("opening {device}"))?;
+    let names: Vec<String> = if files.is_empty() { vec!["-".into()] } else { files.to_vec() };
+    // Read everything first so the backend can hash all files in one batch.
+    let mut ok_names = Vec::new();
+    let mut data = Vec::new();
+    let mut failed = false;
+    for n in &names {
+        let r = if n == "-" {
+            let mut v = Vec::new();
+            std::io::stdin().read_to_end(&mut v).map(|_| v)
+        } else {
+            std::fs::read(n)
+        };
+        match r {
+            Ok(v) => {
+                ok_names.push(n.clone());
+                data.push(v);
+            }
+            Err(e) => {
+                let why = match e.kind() {
+                    std::io::ErrorKind::NotFound => "No such file or directory".to_string(),
+                    std::io::ErrorKind::PermissionDenied => "Permission denied".to_string(),
+                    _ if std::path::Path::new(n).is_dir() => "Is a directory".to_string(),
+                    _ => e.to_string(),
+                };
+                eprintln!("bpu: {n}: {why}");
+                failed = true;
+            }
+        }
+    }
+    let digests = runtime()?.block_on(svc.sha256_batch(&data))?;
+    let mut out = std::io::stdout().lock();
+    for (n, d) in ok_names.iter().zip(digests) {
+        writeln!(out, "{}", sha256sum_line(&d.to_string(), n))?;
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sha256sum_line;
+
+    #[test]
+    fn escapes_names_like_sha256sum() {
+        assert_eq!(sha256sum_line("ab", "x"), "ab  x");
+        assert_eq!(sha256sum_line("ab", "a\\b"), "\\ab  a\\\\b");
+        assert_eq!(sha256sum_line("ab", "a\nb"), "\\ab  a\\nb");
+    }
+}

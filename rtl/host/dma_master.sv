@@ -185,8 +185,8 @@ module dma_master #(
   assign m_axi_araddr_o  = araddr_q;
   assign m_axi_arlen_o   = arlen_q;
 
-  // R: take beats while the FIFO has room (always while aborting, they are dropped).
-  assign m_axi_rready_o = rd_busy_q && (rd_rleft_q != 16'd0) && (abort_i || rf_s_ready);
+  // R: take beats while the FIFO has room; while aborting take (and drop) every beat.
+  assign m_axi_rready_o = abort_i || (rd_busy_q && (rd_rleft_q != 16'd0) && rf_s_ready);
   assign r_fire         = m_axi_rvalid_i && m_axi_rready_o;
 
   // A packed beat is produced by every R beat except the first one of an unaligned request

@@ -78,6 +78,10 @@ struct BpuSim {
   bool wr_beat_err = false;  // the write burst being received touched memory outside the arena
 
   uint64_t irq_count[kQueues] = {};
+  // Consecutive cycles the device has been idle: pulses between blocks (an error flag on its way
+  // to the register file, say) need a few cycles to land after idle_o rises.
+  unsigned idle_run = 0;
+  static constexpr unsigned kSettle = 4;
   uint32_t fail_reads = 0, fail_writes = 0, drop_irqs = 0;
 
   bool in_arena(uint64_t addr, uint64_t len) const {
@@ -151,11 +155,13 @@ struct BpuSim {
     lanes_from(top->m_axi_wdata_o, wdata);
     uint64_t wstrb = strobe_bits(top->m_axi_wstrb_o);
     bool wlast = top->m_axi_wlast_o;
-    uint32_t irq = top->irq_o;
 
     top->clk_i = 1;
     top->eval();
     cycles++;
+    // irq_o is registered: sampled right after the edge, each one-cycle pulse counts once, even
+    // when it is the last thing the device does before going quiet.
+    uint32_t irq = top->irq_o;
 
     for (unsigned q = 0; q < kQueues; q++) {
       if (irq >> q & 1) {
@@ -197,9 +203,11 @@ struct BpuSim {
 
     top->clk_i = 0;
     top->eval();
+    bool idle_now = top->idle_o && rd.empty() && wr.empty() && bresp.empty();
+    idle_run = idle_now ? idle_run + 1 : 0;
   }
 
-  bool quiet() const { return top->idle_o && rd.empty() && wr.empty() && bresp.empty(); }
+  bool quiet() const { return idle_run >= kSettle; }
 };
 
 extern "C" {

@@ -105,7 +105,7 @@ impl VfioTransport {
     }
 
     fn reg(&self, offset: u32) -> Result<u64> {
-        if offset % 4 != 0 || offset as usize + 4 > BAR0_LEN {
+        if offset & 3 != 0 || offset as usize + 4 > BAR0_LEN {
             return Err(Error::Invalid(format!(
                 "register offset {offset:#x} is not a 4-byte aligned offset inside the {BAR0_LEN:#x}-byte BAR0 window"
             )));
