@@ -72,11 +72,6 @@ const KATS: &[(&str, usize, &str)] = &[
     ("a", 1_000_000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"),
 ];
 
-fn with_timeout(uri: &str, ms: u32) -> String {
-    let sep = if uri.contains('?') { '&' } else { '?' };
-    format!("{uri}{sep}timeout={ms}")
-}
-
 /// Runs every check that applies to `uri` (`cpu` runs only the hashing checks).
 pub fn run(uri: &str) -> Report {
     let mut checks = Vec::new();
@@ -93,7 +88,7 @@ pub fn run(uri: &str) -> Report {
     } else {
         let mut opened = None;
         check(&mut checks, "open and probe", || {
-            let d = Device::open(&with_timeout(uri, 1000)).map_err(|e| e.to_string())?;
+            let d = Device::open(uri).map_err(|e| e.to_string())?;
             let i = d.info();
             let engines: Vec<String> = i.engines.iter().map(|e| format!("{} x{}", e.name(), e.instances)).collect();
             let detail = format!(
@@ -211,7 +206,8 @@ fn stall_recovery(d: &Device) -> CheckResult {
     let src = std::sync::Arc::new(src);
     let dst = std::sync::Arc::new(d.alloc(32).map_err(|e| e.to_string())?);
     let cmd = Command::Sha256 { src: src.iova(), len: 5, dst: dst.iova(), prefix: None };
-    match d.execute(cmd.entry(), vec![src.clone(), dst.clone()]) {
+    let short = std::time::Duration::from_millis(500);
+    match d.execute_within(None, cmd.entry(), vec![src.clone(), dst.clone()], short) {
         Err(bpu_driver::Error::Timeout(..)) => {}
         other => return Err(format!("stalled engine answered {other:?}, expected a timeout")),
     }

@@ -204,7 +204,17 @@ impl Device {
 
     /// Runs one command on a given queue (or the next one) and waits for it.
     pub fn execute_on(&self, q: Option<usize>, entry: SubmissionEntry, buffers: Vec<Arc<DmaBuf>>) -> Result<Completion> {
-        let timeout = self.inner.uri.timeout;
+        self.execute_within(q, entry, buffers, self.inner.uri.timeout)
+    }
+
+    /// Runs one command and waits at most `timeout` for it (instead of the device default).
+    pub fn execute_within(
+        &self,
+        q: Option<usize>,
+        entry: SubmissionEntry,
+        buffers: Vec<Arc<DmaBuf>>,
+        timeout: Duration,
+    ) -> Result<Completion> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let sub = Submission {
             entry,

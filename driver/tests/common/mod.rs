@@ -5,9 +5,9 @@ use bpu_driver::{hash_descriptor, Command, Completion, Device, DmaBuf, Result, S
 use sha2::{Digest as _, Sha256};
 use std::sync::Arc;
 
-/// A simulated device with `opts` (e.g. `depth=4&irq=off`) and a short timeout.
+/// A simulated device with `opts` (e.g. `depth=4&irq=off`) and a generous timeout (tests that expect one set their own).
 pub fn sim(opts: &str) -> Device {
-    let uri = if opts.is_empty() { "sim://?timeout=2000".to_string() } else { format!("sim://?timeout=2000&{opts}") };
+    let uri = if opts.is_empty() { "sim://?timeout=10000".to_string() } else { format!("sim://?timeout=10000&{opts}") };
     Device::open(&uri).expect("open simulated device")
 }
 
