@@ -61,9 +61,14 @@ fn model_sources(obj: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut in_list = false;
     for line in mk.lines() {
         let t = line.trim();
-        if ["VM_CLASSES_FAST", "VM_CLASSES_SLOW", "VM_SUPPORT_FAST", "VM_SUPPORT_SLOW"]
-            .iter()
-            .any(|k| t.starts_with(k))
+        if [
+            "VM_CLASSES_FAST",
+            "VM_CLASSES_SLOW",
+            "VM_SUPPORT_FAST",
+            "VM_SUPPORT_SLOW",
+        ]
+        .iter()
+        .any(|k| t.starts_with(k))
         {
             in_list = true;
             continue;
@@ -116,7 +121,15 @@ fn main() {
     fs::create_dir_all(&obj).expect("create vobj");
     let prefix = "Vbpu_top";
     let status = Command::new("verilator")
-        .args(["--cc", "--no-timing", "-O3", "--x-assign", "fast", "--x-initial", "fast"])
+        .args([
+            "--cc",
+            "--no-timing",
+            "-O3",
+            "--x-assign",
+            "fast",
+            "--x-initial",
+            "fast",
+        ])
         .args(["-Wno-fatal", "-Wno-lint", "-Wno-style"])
         .args(["--top-module", "bpu_top", "--prefix", prefix])
         .arg(format!("-GSHA_N={sha}"))
@@ -129,7 +142,10 @@ fn main() {
         .args(&files)
         .status()
         .expect("verilator not found: run `ci/setup.sh` (or apt-get install verilator)");
-    assert!(status.success(), "verilator failed on rtl/ (run `cargo xtask lint` for details)");
+    assert!(
+        status.success(),
+        "verilator failed on rtl/ (run `cargo xtask lint` for details)"
+    );
 
     let vroot = verilator_root();
     let inc = vroot.join("include");

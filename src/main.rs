@@ -107,15 +107,28 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             } else {
                 print!("{}", report.text());
             }
-            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Cmd::Bench { which: BenchCmd::Hash { device, json, quick } } => {
+        Cmd::Bench {
+            which:
+                BenchCmd::Hash {
+                    device,
+                    json,
+                    quick,
+                },
+        } => {
             if device == "cpu" {
                 bail!("`bpu bench hash` measures a device; give --device sim://… or vfio://… (the CPU is measured alongside)");
             }
-            let dev = bpu_driver::Device::open(&device).with_context(|| format!("opening {device}"))?;
+            let dev =
+                bpu_driver::Device::open(&device).with_context(|| format!("opening {device}"))?;
             let progress = |s: &str| eprintln!("bench: {s}");
-            let report = bpu_bench::hash::run(&dev, quick, &progress).map_err(anyhow::Error::msg)?;
+            let report =
+                bpu_bench::hash::run(&dev, quick, &progress).map_err(anyhow::Error::msg)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -161,7 +174,10 @@ fn devices(json: bool) -> Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!("{:<24} {:<8} {:<10} {:<7} engines", "device", "regmap", "build", "queues");
+        println!(
+            "{:<24} {:<8} {:<10} {:<7} engines",
+            "device", "regmap", "build", "queues"
+        );
         for r in &rows {
             println!(
                 "{:<24} {:<8} {:<10} {:<7} {}",
@@ -179,7 +195,10 @@ fn devices(json: bool) -> Result<ExitCode> {
 /// `sha256sum`'s rendering of a file name: backslash-escaped, with a leading `\` if escaped.
 fn sha256sum_line(digest: &str, name: &str) -> String {
     if name.contains(['\\', '\n', '\r']) {
-        let esc = name.replace('\\', "\\\\").replace('\n', "\\n").replace('\r', "\\r");
+        let esc = name
+            .replace('\\', "\\\\")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r");
         format!("\\{digest}  {esc}")
     } else {
         format!("{digest}  {name}")
@@ -188,7 +207,11 @@ fn sha256sum_line(digest: &str, name: &str) -> String {
 
 fn hash(files: &[String], device: &str) -> Result<ExitCode> {
     let svc = CryptoService::open(device).with_context(|| format!("opening {device}"))?;
-    let names: Vec<String> = if files.is_empty() { vec!["-".into()] } else { files.to_vec() };
+    let names: Vec<String> = if files.is_empty() {
+        vec!["-".into()]
+    } else {
+        files.to_vec()
+    };
     // Read everything first so the backend can hash all files in one batch.
     let mut ok_names = Vec::new();
     let mut data = Vec::new();
@@ -222,7 +245,11 @@ fn hash(files: &[String], device: &str) -> Result<ExitCode> {
     for (n, d) in ok_names.iter().zip(digests) {
         writeln!(out, "{}", sha256sum_line(&d.to_string(), n))?;
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 #[cfg(test)]

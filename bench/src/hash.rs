@@ -55,7 +55,10 @@ fn err(e: impl std::fmt::Display) -> String {
 
 /// Runs the whole hash benchmark on `device` (an open BPU) and the CPU.
 pub fn run(device: &Device, quick: bool, progress: &dyn Fn(&str)) -> Result<HashReport, String> {
-    let sha = device.engine(EngineType::Sha256).ok_or("device has no SHA-256 engine")?.clone();
+    let sha = device
+        .engine(EngineType::Sha256)
+        .ok_or("device has no SHA-256 engine")?
+        .clone();
     let all = u32::from(sha.instances);
     let large = if quick { 64 << 10 } else { 1 << 20 };
     let small_count = if quick { 512 } else { 4096 };
@@ -76,7 +79,12 @@ pub fn run(device: &Device, quick: bool, progress: &dyn Fn(&str)) -> Result<Hash
     src.write(0, &[7u8; 64]).map_err(err)?;
     let src = Arc::new(src);
     let dst = Arc::new(device.alloc(32).map_err(err)?);
-    let sha_cmd = Command::Sha256 { src: src.iova(), len: 64, dst: dst.iova(), prefix: None };
+    let sha_cmd = Command::Sha256 {
+        src: src.iova(),
+        len: 64,
+        dst: dst.iova(),
+        prefix: None,
+    };
     let (_, b0) = device.engine_stats(EngineType::Sha256).map_err(err)?;
     let sha64_latency_cycles = single_latency(device, sha_cmd, vec![src, dst])?;
     let (_, b1) = device.engine_stats(EngineType::Sha256).map_err(err)?;
@@ -85,15 +93,23 @@ pub fn run(device: &Device, quick: bool, progress: &dyn Fn(&str)) -> Result<Hash
     let mut device_rows = Vec::new();
     let engine_counts: Vec<u32> = if all > 1 { vec![1, all] } else { vec![1] };
     for &n in &engine_counts {
-        device.set_enabled(EngineType::Sha256, (1u32 << n) - 1).map_err(err)?;
+        device
+            .set_enabled(EngineType::Sha256, (1u32 << n) - 1)
+            .map_err(err)?;
         progress(&format!("device throughput, {n} engine(s), large messages"));
         let msgs: Vec<Vec<u8>> = (0..all.max(1)).map(|i| vec![i as u8; large]).collect();
         device_rows.push(measure(device, &msgs, n)?);
-        progress(&format!("device throughput, {n} engine(s), 100-byte messages"));
-        let msgs: Vec<Vec<u8>> = (0..small_count).map(|i| vec![(i % 251) as u8; 100]).collect();
+        progress(&format!(
+            "device throughput, {n} engine(s), 100-byte messages"
+        ));
+        let msgs: Vec<Vec<u8>> = (0..small_count)
+            .map(|i| vec![(i % 251) as u8; 100])
+            .collect();
         device_rows.push(measure(device, &msgs, n)?);
     }
-    device.set_enabled(EngineType::Sha256, u32::MAX).map_err(err)?;
+    device
+        .set_enabled(EngineType::Sha256, u32::MAX)
+        .map_err(err)?;
 
     progress("CPU throughput");
     let cpu_rows = cpu_rows(large, small_count);
@@ -116,7 +132,11 @@ fn single_latency(device: &Device, cmd: Command, buffers: Vec<Arc<DmaBuf>>) -> R
     c.ok().map_err(err)?;
     // The reaper stamps the cycle count it saw with the completion (simulation); otherwise use
     // the counter now, which includes the host's reaction time.
-    let end = if c.seen_cycles > 0 { c.seen_cycles } else { device.cycles().map_err(err)? };
+    let end = if c.seen_cycles > 0 {
+        c.seen_cycles
+    } else {
+        device.cycles().map_err(err)?
+    };
     Ok(end.saturating_sub(c0))
 }
 
@@ -140,15 +160,23 @@ fn run_batch(device: &Device, msgs: &[Vec<u8>], commands: usize) -> Result<(), S
         let mut table = device.alloc(16 * chunk.len()).map_err(err)?;
         for (k, (o, l)) in chunk.iter().enumerate() {
             table
-                .write_obj(16 * k, &hash_descriptor(data.iova_at(*o).map_err(err)?, *l as u32))
+                .write_obj(
+                    16 * k,
+                    &hash_descriptor(data.iova_at(*o).map_err(err)?, *l as u32),
+                )
                 .map_err(err)?;
         }
         let out = Arc::new(device.alloc(32 * chunk.len()).map_err(err)?);
         outs.push((ci * per, chunk.len(), out.clone()));
         let tx = tx.clone();
         subs.push(Submission {
-            entry: Command::Sha256Batch { table: table.iova(), count: chunk.len() as u32, dst: out.iova(), prefix: None }
-                .entry(),
+            entry: Command::Sha256Batch {
+                table: table.iova(),
+                count: chunk.len() as u32,
+                dst: out.iova(),
+                prefix: None,
+            }
+            .entry(),
             buffers: vec![data.clone(), Arc::new(table), out],
             done: Box::new(move |r| {
                 let _ = tx.send(r);
@@ -166,7 +194,10 @@ fn run_batch(device: &Device, msgs: &[Vec<u8>], commands: usize) -> Result<(), S
             out.read(32 * k, &mut d).map_err(err)?;
             let want: [u8; 32] = Sha256::digest(&msgs[first + k]).into();
             if d != want {
-                return Err(format!("wrong digest for message {} of the benchmark", first + k));
+                return Err(format!(
+                    "wrong digest for message {} of the benchmark",
+                    first + k
+                ));
             }
         }
     }
@@ -194,7 +225,9 @@ fn measure(device: &Device, msgs: &[Vec<u8>], engines: u32) -> Result<DeviceRow,
 fn cpu_rows(large: usize, small_count: usize) -> Vec<CpuRow> {
     let threads = rayon::current_num_threads();
     let big: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8; large]).collect();
-    let small: Vec<Vec<u8>> = (0..small_count * 4).map(|i| vec![(i % 251) as u8; 100]).collect();
+    let small: Vec<Vec<u8>> = (0..small_count * 4)
+        .map(|i| vec![(i % 251) as u8; 100])
+        .collect();
     // Repeat until at least 300 ms have passed so that thread start-up and timer noise vanish.
     let time = |msgs: &[Vec<u8>], par: bool| -> f64 {
         let bytes: usize = msgs.iter().map(Vec::len).sum();
@@ -212,10 +245,30 @@ fn cpu_rows(large: usize, small_count: usize) -> Vec<CpuRow> {
         (bytes * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
     };
     vec![
-        CpuRow { threads: 1, message_bytes: large, messages: big.len(), gbytes_per_s: time(&big, false) },
-        CpuRow { threads, message_bytes: large, messages: big.len(), gbytes_per_s: time(&big, true) },
-        CpuRow { threads: 1, message_bytes: 100, messages: small.len(), gbytes_per_s: time(&small, false) },
-        CpuRow { threads, message_bytes: 100, messages: small.len(), gbytes_per_s: time(&small, true) },
+        CpuRow {
+            threads: 1,
+            message_bytes: large,
+            messages: big.len(),
+            gbytes_per_s: time(&big, false),
+        },
+        CpuRow {
+            threads,
+            message_bytes: large,
+            messages: big.len(),
+            gbytes_per_s: time(&big, true),
+        },
+        CpuRow {
+            threads: 1,
+            message_bytes: 100,
+            messages: small.len(),
+            gbytes_per_s: time(&small, false),
+        },
+        CpuRow {
+            threads,
+            message_bytes: 100,
+            messages: small.len(),
+            gbytes_per_s: time(&small, true),
+        },
     ]
 }
 
@@ -229,10 +282,22 @@ impl HashReport {
             self.projection.clock_mhz
         ));
         o.push_str("| measure | value |\n| --- | --- |\n");
-        o.push_str(&format!("| cycles per 64-byte block (1 engine) | {:.2} |\n", self.cycles_per_block));
-        o.push_str(&format!("| command overhead (engine cycles) | {:.1} |\n", self.command_overhead_cycles));
-        o.push_str(&format!("| NOP doorbell-to-completion (cycles) | {} |\n", self.nop_latency_cycles));
-        o.push_str(&format!("| SHA-256 of 64 B doorbell-to-completion (cycles) | {} |\n\n", self.sha64_latency_cycles));
+        o.push_str(&format!(
+            "| cycles per 64-byte block (1 engine) | {:.2} |\n",
+            self.cycles_per_block
+        ));
+        o.push_str(&format!(
+            "| command overhead (engine cycles) | {:.1} |\n",
+            self.command_overhead_cycles
+        ));
+        o.push_str(&format!(
+            "| NOP doorbell-to-completion (cycles) | {} |\n",
+            self.nop_latency_cycles
+        ));
+        o.push_str(&format!(
+            "| SHA-256 of 64 B doorbell-to-completion (cycles) | {} |\n\n",
+            self.sha64_latency_cycles
+        ));
         o.push_str("| engines | message | messages | device cycles | bytes/cycle | projected |\n| --- | --- | --- | --- | --- | --- |\n");
         for r in &self.device_rows {
             o.push_str(&format!(
@@ -245,7 +310,9 @@ impl HashReport {
                 fmt_rate(r.projected_gbytes_per_s)
             ));
         }
-        o.push_str("\n| CPU threads | message | messages | measured |\n| --- | --- | --- | --- |\n");
+        o.push_str(
+            "\n| CPU threads | message | messages | measured |\n| --- | --- | --- | --- |\n",
+        );
         for r in &self.cpu_rows {
             o.push_str(&format!(
                 "| {} | {} B | {} | {} |\n",

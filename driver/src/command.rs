@@ -10,10 +10,20 @@ pub enum Command {
     /// Completes at once; measures command overhead.
     Nop,
     /// SHA-256 of `len` bytes at `src` (optionally after one `prefix` byte); digest to `dst`.
-    Sha256 { src: Iova, len: u32, dst: Iova, prefix: Option<u8> },
+    Sha256 {
+        src: Iova,
+        len: u32,
+        dst: Iova,
+        prefix: Option<u8>,
+    },
     /// SHA-256 of each of `count` messages described by the [`HashDescriptor`] table at
     /// `table`; digest i to `dst + 32 i`.
-    Sha256Batch { table: Iova, count: u32, dst: Iova, prefix: Option<u8> },
+    Sha256Batch {
+        table: Iova,
+        count: u32,
+        dst: Iova,
+        prefix: Option<u8>,
+    },
     /// `dst + 32 i = SHA-256(0x01 || 64 bytes at src + 64 i)` for `i < pairs`.
     MerkleLevel { src: Iova, pairs: u32, dst: Iova },
 }
@@ -31,14 +41,24 @@ impl Command {
         let mut e = SubmissionEntry::default();
         match *self {
             Command::Nop => e.opcode = Opcode::Nop as u8,
-            Command::Sha256 { src, len, dst, prefix } => {
+            Command::Sha256 {
+                src,
+                len,
+                dst,
+                prefix,
+            } => {
                 e.opcode = Opcode::Sha256 as u8;
                 (e.flags, e.arg0) = prefix_fields(prefix);
                 e.src = src.0;
                 e.len = len;
                 e.dst = dst.0;
             }
-            Command::Sha256Batch { table, count, dst, prefix } => {
+            Command::Sha256Batch {
+                table,
+                count,
+                dst,
+                prefix,
+            } => {
                 e.opcode = Opcode::Sha256Batch as u8;
                 (e.flags, e.arg0) = prefix_fields(prefix);
                 e.src = table.0;
@@ -58,5 +78,9 @@ impl Command {
 
 /// A descriptor for one message of a SHA256_BATCH table.
 pub fn hash_descriptor(addr: Iova, len: u32) -> HashDescriptor {
-    HashDescriptor { addr: addr.0, len, rsvd: 0 }
+    HashDescriptor {
+        addr: addr.0,
+        len,
+        rsvd: 0,
+    }
 }

@@ -106,7 +106,10 @@ impl Device {
                 mem_latency: uri.mem_latency,
             })?),
             #[cfg(target_os = "linux")]
-            Target::Vfio(bdf) => Arc::new(crate::transport::vfio::VfioTransport::open(bdf, uri.mem_bytes)?),
+            Target::Vfio(bdf) => Arc::new(crate::transport::vfio::VfioTransport::open(
+                bdf,
+                uri.mem_bytes,
+            )?),
             #[cfg(not(target_os = "linux"))]
             Target::Vfio(_) => return Err(Error::Unsupported("VFIO outside Linux")),
         };
@@ -146,7 +149,10 @@ impl Device {
             .spawn(move || reaper_loop(&r_inner))
             .map_err(|_| Error::Closed)?;
         *reaper.thread.lock() = Some(thread);
-        Ok(Device { inner, _reaper: reaper })
+        Ok(Device {
+            inner,
+            _reaper: reaper,
+        })
     }
 
     /// What probing found.
@@ -156,7 +162,11 @@ impl Device {
 
     /// The engine of a type, if present.
     pub fn engine(&self, kind: EngineType) -> Option<&EngineInfo> {
-        self.inner.info.engines.iter().find(|e| e.kind == Some(kind))
+        self.inner
+            .info
+            .engines
+            .iter()
+            .find(|e| e.kind == Some(kind))
     }
 
     /// Default time a command may take before its submitter gets a timeout.
@@ -193,7 +203,11 @@ impl Device {
     /// Submits commands on queue `q`.
     pub fn submit_on(&self, q: usize, subs: Vec<Submission>, timeout: Duration) -> Result<usize> {
         let _g = self.inner.gate.read();
-        let queue = self.inner.queues.get(q).ok_or_else(|| Error::Invalid(format!("no queue {q}")))?;
+        let queue = self
+            .inner
+            .queues
+            .get(q)
+            .ok_or_else(|| Error::Invalid(format!("no queue {q}")))?;
         queue.submit(self.inner.t.as_ref(), subs, timeout)
     }
 
@@ -203,7 +217,12 @@ impl Device {
     }
 
     /// Runs one command on a given queue (or the next one) and waits for it.
-    pub fn execute_on(&self, q: Option<usize>, entry: SubmissionEntry, buffers: Vec<Arc<DmaBuf>>) -> Result<Completion> {
+    pub fn execute_on(
+        &self,
+        q: Option<usize>,
+        entry: SubmissionEntry,
+        buffers: Vec<Arc<DmaBuf>>,
+    ) -> Result<Completion> {
         self.execute_within(q, entry, buffers, self.inner.uri.timeout)
     }
 
@@ -230,7 +249,9 @@ impl Device {
         // The reaper answers every command by its deadline; the margin covers a reaper pass.
         match rx.recv_timeout(timeout + Duration::from_secs(1)) {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(Error::Timeout(..))) | Err(_) => Err(Error::Timeout(timeout, "a command's completion")),
+            Ok(Err(Error::Timeout(..))) | Err(_) => {
+                Err(Error::Timeout(timeout, "a command's completion"))
+            }
             Ok(Err(e)) => Err(e),
         }
     }
@@ -240,8 +261,7 @@ impl Device {
     pub fn reset(&self) -> Result<()> {
         let aborted = {
             let _g = self.inner.gate.write();
-            let aborted = self.inner.restart()?;
-            aborted
+            self.inner.restart()?
         };
         let n = aborted.len();
         for cb in aborted {
@@ -328,7 +348,12 @@ impl Inner {
             q.enable(t, self.irq)?;
         }
         if let Some(n) = self.uri.crypto {
-            if let Some(e) = self.info.engines.iter().find(|e| e.kind == Some(EngineType::Sha256)) {
+            if let Some(e) = self
+                .info
+                .engines
+                .iter()
+                .find(|e| e.kind == Some(EngineType::Sha256))
+            {
                 let mask = if n >= 32 { u32::MAX } else { (1u32 << n) - 1 };
                 t.write32(e.offset + engine::ENABLE, mask)?;
             }
@@ -340,7 +365,10 @@ impl Inner {
 
 fn queue_layout(t: &dyn Transport) -> Result<(u32, u32)> {
     let l = t.read32(global::QUEUE_LAYOUT)?;
-    Ok((global::QUEUE_LAYOUT_BASE.get(l), global::QUEUE_LAYOUT_STRIDE.get(l)))
+    Ok((
+        global::QUEUE_LAYOUT_BASE.get(l),
+        global::QUEUE_LAYOUT_STRIDE.get(l),
+    ))
 }
 
 /// Reads the ID block and walks the engine list.
@@ -350,7 +378,10 @@ pub fn probe(t: &dyn Transport) -> Result<DeviceInfo> {
         return Err(Error::NotABpu(t.describe(), magic));
     }
     let v = t.read32(global::VERSION)?;
-    let (major, minor) = (global::VERSION_MAJOR.get(v) as u16, global::VERSION_MINOR.get(v) as u16);
+    let (major, minor) = (
+        global::VERSION_MAJOR.get(v) as u16,
+        global::VERSION_MINOR.get(v) as u16,
+    );
     if major != regs::VERSION_MAJOR {
         return Err(Error::VersionMismatch {
             found_major: major,
@@ -372,7 +403,10 @@ pub fn probe(t: &dyn Transport) -> Result<DeviceInfo> {
             type_code,
             version: engine::ID_VERSION.get(id) as u16,
             instances: engine::SHAPE_INSTANCES.get(shape) as u8,
-            opcodes: (engine::OPCODES_FIRST.get(ops) as u8, engine::OPCODES_COUNT.get(ops) as u8),
+            opcodes: (
+                engine::OPCODES_FIRST.get(ops) as u8,
+                engine::OPCODES_COUNT.get(ops) as u8,
+            ),
             offset: off,
         });
         off = engine::SHAPE_NEXT.get(shape);
@@ -411,7 +445,11 @@ fn reaper_loop(inner: &Inner) {
                 Err(e) => tracing::warn!(queue = q.id(), error = %e, "reaping failed"),
             }
         }
-        idle_rounds = if taken > 0 { 0 } else { idle_rounds.saturating_add(1) };
+        idle_rounds = if taken > 0 {
+            0
+        } else {
+            idle_rounds.saturating_add(1)
+        };
         if taken == 0 && idle_rounds % 256 == 255 {
             check_faults(inner);
         }
@@ -421,7 +459,9 @@ fn reaper_loop(inner: &Inner) {
 /// Marks queues the device stopped after ring DMA errors, so submitters fail fast.
 fn check_faults(inner: &Inner) {
     let t = inner.t.as_ref();
-    let Ok(err) = t.read32(global::ERROR) else { return };
+    let Ok(err) = t.read32(global::ERROR) else {
+        return;
+    };
     if global::ERROR_SQ_FETCH.get(err) == 0 && global::ERROR_CQ_WRITE.get(err) == 0 {
         return;
     }
@@ -437,7 +477,8 @@ fn check_faults(inner: &Inner) {
 }
 
 fn queue_base(inner: &Inner, q: u16) -> u32 {
-    let (base, stride) = queue_layout(inner.t.as_ref()).unwrap_or((regs::queue::BASE, regs::queue::STRIDE));
+    let (base, stride) =
+        queue_layout(inner.t.as_ref()).unwrap_or((regs::queue::BASE, regs::queue::STRIDE));
     base + u32::from(q) * stride
 }
 
@@ -445,7 +486,11 @@ fn queue_base(inner: &Inner, q: u16) -> u32 {
 pub fn list() -> Vec<String> {
     let mut v = vec!["sim://".to_string()];
     #[cfg(target_os = "linux")]
-    v.extend(crate::transport::vfio::list_devices().into_iter().map(|b| format!("vfio://{b}")));
+    v.extend(
+        crate::transport::vfio::list_devices()
+            .into_iter()
+            .map(|b| format!("vfio://{b}")),
+    );
     v
 }
 

@@ -14,7 +14,7 @@ pub struct Iova(pub u64);
 
 impl Iova {
     /// This address plus `bytes`.
-    pub fn add(self, bytes: u64) -> Iova {
+    pub fn offset(self, bytes: u64) -> Iova {
         Iova(self.0 + bytes)
     }
 }
@@ -56,8 +56,18 @@ impl DmaBuf {
     /// # Safety
     /// `ptr` must point to `len` bytes of memory that stay valid until `pool.free(iova, len)` is
     /// called, that the pool gives to no one else meanwhile, and that the device reaches at `iova`.
-    pub unsafe fn from_raw(ptr: NonNull<u8>, len: usize, iova: Iova, pool: Arc<dyn DmaPool>) -> DmaBuf {
-        DmaBuf { ptr, len, iova, pool }
+    pub unsafe fn from_raw(
+        ptr: NonNull<u8>,
+        len: usize,
+        iova: Iova,
+        pool: Arc<dyn DmaPool>,
+    ) -> DmaBuf {
+        DmaBuf {
+            ptr,
+            len,
+            iova,
+            pool,
+        }
     }
 
     /// Length in bytes.
@@ -78,7 +88,7 @@ impl DmaBuf {
     /// Device address of byte `offset` (which may equal `len`, the end).
     pub fn iova_at(&self, offset: usize) -> Result<Iova> {
         self.check(offset, 0)?;
-        Ok(self.iova.add(offset as u64))
+        Ok(self.iova.offset(offset as u64))
     }
 
     fn check(&self, offset: usize, len: usize) -> Result<()> {
@@ -97,7 +107,9 @@ impl DmaBuf {
         self.check(offset, data.len())?;
         // SAFETY: bounds checked above; `ptr` is valid for `len` bytes (from_raw contract) and
         // `data` cannot overlap it (it is a separate borrow).
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len())
+        };
         Ok(())
     }
 
@@ -106,7 +118,13 @@ impl DmaBuf {
         self.check(offset, out.len())?;
         fence(Ordering::Acquire);
         // SAFETY: bounds checked; `out` is a separate borrow.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), out.as_mut_ptr(), out.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
         Ok(())
     }
 

@@ -27,7 +27,11 @@ pub enum Error {
     #[error("queue {0} stopped after a DMA error on its rings; reset the device")]
     QueueFault(u16),
     #[error("buffer access out of bounds: {len} bytes at {offset} in a {size}-byte buffer")]
-    OutOfBounds { offset: usize, len: usize, size: usize },
+    OutOfBounds {
+        offset: usize,
+        len: usize,
+        size: usize,
+    },
     #[error("out of DMA memory: wanted {want} bytes, {free} free (use a larger arena, e.g. sim://?mem=256M)")]
     OutOfDmaMemory { want: usize, free: usize },
     #[error("invalid argument: {0}")]

@@ -113,7 +113,12 @@ const CQE: usize = std::mem::size_of::<CompletionEntry>();
 
 impl QueuePair {
     /// Allocates rings for queue `id` whose registers start at `base`.
-    pub(crate) fn new(t: &dyn Transport, id: u16, base: u32, config: QueueConfig) -> Result<QueuePair> {
+    pub(crate) fn new(
+        t: &dyn Transport,
+        id: u16,
+        base: u32,
+        config: QueueConfig,
+    ) -> Result<QueuePair> {
         let sq_size = 1u16 << config.sq_log2;
         let cq_size = 1u16 << config.cq_log2;
         let sq = t.alloc_dma(SQE * usize::from(sq_size))?;
@@ -158,7 +163,8 @@ impl QueuePair {
         t.write32(r(queue::CQ_BASE_HI), (self.cq_iova.0 >> 32) as u32)?;
         t.write32(
             r(queue::SIZE),
-            queue::SIZE_SQ_LOG2.set(self.config.sq_log2.into()) | queue::SIZE_CQ_LOG2.set(self.config.cq_log2.into()),
+            queue::SIZE_SQ_LOG2.set(self.config.sq_log2.into())
+                | queue::SIZE_CQ_LOG2.set(self.config.cq_log2.into()),
         )?;
         t.write32(
             r(queue::COALESCE),
@@ -208,7 +214,12 @@ impl QueuePair {
     /// outcome goes to its callback; a command still unanswered `timeout` after submission gets
     /// `Error::Timeout` from the reaper. Returns how many were submitted (all, unless an error
     /// stops it; unsubmitted callbacks get the error too).
-    pub fn submit(&self, t: &dyn Transport, subs: Vec<Submission>, timeout: Duration) -> Result<usize> {
+    pub fn submit(
+        &self,
+        t: &dyn Transport,
+        subs: Vec<Submission>,
+        timeout: Duration,
+    ) -> Result<usize> {
         let deadline = Instant::now() + timeout;
         let mut iter = subs.into_iter().peekable();
         let mut submitted = 0;
@@ -228,7 +239,10 @@ impl QueuePair {
                 if self.space.wait_until(&mut st, deadline).timed_out() {
                     drop(st);
                     for s in iter {
-                        (s.done)(Err(Error::Timeout(timeout, "space in the submission queue")));
+                        (s.done)(Err(Error::Timeout(
+                            timeout,
+                            "space in the submission queue",
+                        )));
                     }
                     return Err(Error::Timeout(timeout, "space in the submission queue"));
                 }
@@ -304,7 +318,11 @@ impl QueuePair {
                         }
                         st.free_cids.push(e.cid);
                     }
-                    None => tracing::warn!(queue = self.id, cid, "completion for a command not in flight"),
+                    None => tracing::warn!(
+                        queue = self.id,
+                        cid,
+                        "completion for a command not in flight"
+                    ),
                 }
             }
             // Commands past their deadline: tell the submitter now, keep the slot (and buffers)
@@ -313,7 +331,10 @@ impl QueuePair {
             for p in st.pending.iter_mut().flatten() {
                 if p.done.is_some() && now >= p.deadline {
                     if let Some(cb) = p.done.take() {
-                        done.push((cb, Err(Error::Timeout(Duration::ZERO, "a command's completion"))));
+                        done.push((
+                            cb,
+                            Err(Error::Timeout(Duration::ZERO, "a command's completion")),
+                        ));
                     }
                 }
             }
@@ -330,7 +351,12 @@ impl QueuePair {
 
     /// Commands submitted and not yet answered by the device.
     pub fn in_flight(&self) -> usize {
-        self.state.lock().pending.iter().filter(|p| p.is_some()).count()
+        self.state
+            .lock()
+            .pending
+            .iter()
+            .filter(|p| p.is_some())
+            .count()
     }
 
     /// Marks the queue as stopped by a device fault: submitters get `QueueFault` until reset.

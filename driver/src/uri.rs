@@ -34,7 +34,10 @@ pub struct DeviceUri {
 }
 
 fn bad(uri: &str, why: impl Into<String>) -> Error {
-    Error::BadUri { uri: uri.to_string(), why: why.into() }
+    Error::BadUri {
+        uri: uri.to_string(),
+        why: why.into(),
+    }
 }
 
 fn parse_size(uri: &str, v: &str) -> Result<usize> {
@@ -51,13 +54,16 @@ fn parse_size(uri: &str, v: &str) -> Result<usize> {
 }
 
 fn parse_num<T: std::str::FromStr>(uri: &str, key: &str, v: &str) -> Result<T> {
-    v.parse().map_err(|_| bad(uri, format!("{key}={v:?} is not a number")))
+    v.parse()
+        .map_err(|_| bad(uri, format!("{key}={v:?} is not a number")))
 }
 
 impl DeviceUri {
     /// Parses a device URI.
     pub fn parse(uri: &str) -> Result<DeviceUri> {
-        let (scheme, rest) = uri.split_once("://").ok_or_else(|| bad(uri, "missing scheme"))?;
+        let (scheme, rest) = uri
+            .split_once("://")
+            .ok_or_else(|| bad(uri, "missing scheme"))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let target = match scheme {
             "sim" if path.is_empty() => Target::Sim,
@@ -77,7 +83,9 @@ impl DeviceUri {
             text: uri.to_string(),
         };
         for kv in query.split('&').filter(|s| !s.is_empty()) {
-            let (k, v) = kv.split_once('=').ok_or_else(|| bad(uri, format!("option {kv:?} needs =value")))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| bad(uri, format!("option {kv:?} needs =value")))?;
             match k {
                 "mem" => d.mem_bytes = parse_size(uri, v)?,
                 "latency" => d.mem_latency = parse_num(uri, k, v)?,
@@ -118,7 +126,8 @@ mod tests {
 
     #[test]
     fn parses_options_and_rejects_nonsense() {
-        let d = DeviceUri::parse("sim://?mem=128M&crypto=2&depth=16&irq=off&coalesce=4:100").expect("valid");
+        let d = DeviceUri::parse("sim://?mem=128M&crypto=2&depth=16&irq=off&coalesce=4:100")
+            .expect("valid");
         assert_eq!(d.target, Target::Sim);
         assert_eq!(d.mem_bytes, 128 << 20);
         assert_eq!(d.crypto, Some(2));
@@ -127,7 +136,15 @@ mod tests {
         assert_eq!((d.queue.coalesce_count, d.queue.coalesce_cycles), (4, 100));
         let v = DeviceUri::parse("vfio://0000:03:00.0").expect("valid");
         assert_eq!(v.target, Target::Vfio("0000:03:00.0".into()));
-        for badu in ["sim", "sim://x", "tcp://a", "sim://?depth=3", "sim://?mem=lots", "sim://?what=1", "vfio://"] {
+        for badu in [
+            "sim",
+            "sim://x",
+            "tcp://a",
+            "sim://?depth=3",
+            "sim://?mem=lots",
+            "sim://?what=1",
+            "vfio://",
+        ] {
             assert!(DeviceUri::parse(badu).is_err(), "{badu} should be rejected");
         }
     }

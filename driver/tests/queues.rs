@@ -9,9 +9,15 @@ use common::*;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-fn nops(d: &Device, n: usize, tx: &mpsc::Sender<(usize, bpu_driver::Result<bpu_driver::Completion>)>) -> Vec<bpu_driver::Submission> {
+fn nops(
+    d: &Device,
+    n: usize,
+    tx: &mpsc::Sender<(usize, bpu_driver::Result<bpu_driver::Completion>)>,
+) -> Vec<bpu_driver::Submission> {
     let _ = d;
-    (0..n).map(|i| tagged(Command::Nop.entry(), vec![], i, tx)).collect()
+    (0..n)
+        .map(|i| tagged(Command::Nop.entry(), vec![], i, tx))
+        .collect()
 }
 
 #[test]
@@ -31,11 +37,15 @@ fn a_full_ring_applies_back_pressure_and_everything_completes() {
     let d = sim("depth=4&queues=1");
     let (tx, rx) = mpsc::channel();
     // 300 commands into a ring of 4 in one call: submit waits for space as the device drains.
-    let n = d.submit(nops(&d, 300, &tx), Duration::from_secs(10)).expect("submit");
+    let n = d
+        .submit(nops(&d, 300, &tx), Duration::from_secs(10))
+        .expect("submit");
     assert_eq!(n, 300);
     let mut seen = vec![false; 300];
     for _ in 0..300 {
-        let (tag, r) = rx.recv_timeout(Duration::from_secs(10)).expect("completion arrives");
+        let (tag, r) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("completion arrives");
         assert_eq!(r.expect("ok").status, Status::Success);
         assert!(!seen[tag], "command {tag} completed twice");
         seen[tag] = true;
@@ -50,9 +60,16 @@ fn a_ring_that_stays_full_times_out_instead_of_hanging() {
     let (tx, rx) = mpsc::channel();
     let src = dma_with(&d, b"x", 0);
     let dst = Arc::new(d.alloc(32).expect("alloc"));
-    let cmd = Command::Sha256 { src: src.iova(), len: 1, dst: dst.iova(), prefix: None };
+    let cmd = Command::Sha256 {
+        src: src.iova(),
+        len: 1,
+        dst: dst.iova(),
+        prefix: None,
+    };
     // The engines never finish, so after the ring and the engines fill up, submit must give up.
-    let subs = (0..32).map(|i| tagged(cmd.entry(), vec![src.clone(), dst.clone()], i, &tx)).collect();
+    let subs = (0..32)
+        .map(|i| tagged(cmd.entry(), vec![src.clone(), dst.clone()], i, &tx))
+        .collect();
     match d.submit(subs, Duration::from_millis(300)) {
         Err(Error::Timeout(..)) => {}
         other => panic!("expected a timeout, got {other:?}"),
@@ -60,7 +77,9 @@ fn a_ring_that_stays_full_times_out_instead_of_hanging() {
     // Every command hears back: a timeout, or an abort when the reset below clears the device.
     d.reset().expect("reset");
     for _ in 0..32 {
-        let (_, r) = rx.recv_timeout(Duration::from_secs(5)).expect("every callback runs");
+        let (_, r) = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("every callback runs");
         match r {
             Err(Error::Timeout(..)) => {}
             Ok(c) => assert_eq!(c.status, Status::Aborted),
@@ -79,7 +98,9 @@ fn many_concurrent_submitters_get_their_own_results() {
             let d = d.clone();
             std::thread::spawn(move || {
                 for i in 0..60usize {
-                    let data: Vec<u8> = (0..(t * 131 + i * 17) % 900).map(|k| (k ^ t ^ i) as u8).collect();
+                    let data: Vec<u8> = (0..(t * 131 + i * 17) % 900)
+                        .map(|k| (k ^ t ^ i) as u8)
+                        .collect();
                     let (c, got) = sha(&d, &data, i % 5, None).expect("runs");
                     assert_eq!(c.status, Status::Success);
                     assert_eq!(got, cpu_sha(None, &data), "thread {t} command {i}");
@@ -103,14 +124,27 @@ fn completions_out_of_submission_order_are_matched_by_command_id() {
     for (tag, data) in [(0usize, &long), (1, &short)] {
         let src = dma_with(&d, data, 0);
         let dst = Arc::new(d.alloc(32).expect("alloc"));
-        let cmd = Command::Sha256 { src: src.iova(), len: data.len() as u32, dst: dst.iova(), prefix: None };
+        let cmd = Command::Sha256 {
+            src: src.iova(),
+            len: data.len() as u32,
+            dst: dst.iova(),
+            prefix: None,
+        };
         subs.push(tagged(cmd.entry(), vec![src, dst.clone()], tag, &tx));
         outs.push(dst);
     }
     d.submit(subs, Duration::from_secs(10)).expect("submit");
-    let first = rx.recv_timeout(Duration::from_secs(10)).expect("first completion");
-    let second = rx.recv_timeout(Duration::from_secs(10)).expect("second completion");
-    assert_eq!((first.0, second.0), (1, 0), "the short hash, submitted second, completes first");
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("first completion");
+    let second = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("second completion");
+    assert_eq!(
+        (first.0, second.0),
+        (1, 0),
+        "the short hash, submitted second, completes first"
+    );
     assert_eq!(first.1.expect("ok").status, Status::Success);
     assert_eq!(second.1.expect("ok").status, Status::Success);
     assert_eq!(outs[0].to_vec(), cpu_sha(None, &long));
@@ -119,7 +153,8 @@ fn completions_out_of_submission_order_are_matched_by_command_id() {
 
 fn workload(d: &Device) {
     let (tx, rx) = mpsc::channel();
-    d.submit(nops(d, 50, &tx), Duration::from_secs(5)).expect("submit");
+    d.submit(nops(d, 50, &tx), Duration::from_secs(5))
+        .expect("submit");
     for _ in 0..50 {
         let (_, r) = rx.recv_timeout(Duration::from_secs(5)).expect("completes");
         assert_eq!(r.expect("ok").status, Status::Success);

@@ -20,7 +20,10 @@ fn cavp(text: &str) -> Vec<(Vec<u8>, [u8; 32])> {
             let bytes = hex::decode(v).expect("Msg hex");
             msg = Some(bytes[..len_bits.expect("Len before Msg") / 8].to_vec());
         } else if let Some(v) = line.strip_prefix("MD = ") {
-            let md: [u8; 32] = hex::decode(v).expect("MD hex").try_into().expect("32-byte MD");
+            let md: [u8; 32] = hex::decode(v)
+                .expect("MD hex")
+                .try_into()
+                .expect("32-byte MD");
             out.push((msg.take().expect("Msg before MD"), md));
         }
     }
@@ -32,7 +35,11 @@ fn nist_cavp_short_and_long_messages() {
     let d = sim("");
     let short = cavp(include_str!("vectors/SHA256ShortMsg.rsp"));
     let long = cavp(include_str!("vectors/SHA256LongMsg.rsp"));
-    assert_eq!((short.len(), long.len()), (65, 64), "all 129 vectors parsed");
+    assert_eq!(
+        (short.len(), long.len()),
+        (65, 64),
+        "all 129 vectors parsed"
+    );
     for (i, (msg, md)) in short.iter().chain(long.iter()).enumerate() {
         let (c, got) = sha(&d, msg, i % 16, None).expect("command runs");
         assert_eq!(c.status, Status::Success, "vector {i}");
@@ -59,7 +66,11 @@ fn every_length_0_to_130_and_random_lengths_match_sha2() {
         let prefix = if i % 3 == 0 { Some(rng.gen()) } else { None };
         let (c, got) = sha(&d, &data, offset, prefix).expect("command runs");
         assert_eq!(c.status, Status::Success);
-        assert_eq!(got, cpu_sha(prefix, &data), "len {len} offset {offset} prefix {prefix:?}");
+        assert_eq!(
+            got,
+            cpu_sha(prefix, &data),
+            "len {len} offset {offset} prefix {prefix:?}"
+        );
     }
 }
 
@@ -68,7 +79,9 @@ fn batches_with_prefix_match_sha2() {
     let d = sim("");
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     for count in [1usize, 2, 7, 33] {
-        let msgs: Vec<Vec<u8>> = (0..count).map(|_| (0..rng.gen_range(0..700)).map(|_| rng.gen()).collect()).collect();
+        let msgs: Vec<Vec<u8>> = (0..count)
+            .map(|_| (0..rng.gen_range(0..700)).map(|_| rng.gen()).collect())
+            .collect();
         for prefix in [None, Some(0x00), Some(0xA7)] {
             let (c, got) = sha_batch(&d, &msgs, prefix).expect("batch runs");
             assert_eq!((c.status, c.result as usize), (Status::Success, count));
@@ -87,13 +100,32 @@ fn merkle_level_matches_rfc6962_node_hash() {
         let nodes: Vec<u8> = (0..64 * pairs).map(|_| rng.gen()).collect();
         let src = dma_with(&d, &nodes, 0);
         let dst = Arc::new(d.alloc(32 * pairs).expect("alloc"));
-        let cmd = Command::MerkleLevel { src: src.iova(), pairs: pairs as u32, dst: dst.iova() };
-        let c = d.execute(cmd.entry(), vec![src, dst.clone()]).expect("runs");
+        let cmd = Command::MerkleLevel {
+            src: src.iova(),
+            pairs: pairs as u32,
+            dst: dst.iova(),
+        };
+        let c = d
+            .execute(cmd.entry(), vec![src, dst.clone()])
+            .expect("runs");
         assert_eq!((c.status, c.result as usize), (Status::Success, pairs));
         let out = dst.to_vec();
         for i in 0..pairs {
             let want = cpu_sha(Some(0x01), &nodes[64 * i..64 * i + 64]);
             assert_eq!(&out[32 * i..32 * i + 32], &want, "pair {i} of {pairs}");
         }
+    }
+}
+
+#[test]
+#[ignore = "long: every length 0..=10,000 (~52 M device cycles); run with --ignored"]
+fn every_length_to_10000() {
+    let d = sim("");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(10_000);
+    let data: Vec<u8> = (0..10_000).map(|_| rng.gen()).collect();
+    for len in 0..=10_000usize {
+        let (c, got) = sha(&d, &data[..len], len % 61, None).expect("command runs");
+        assert_eq!(c.status, Status::Success);
+        assert_eq!(got, cpu_sha(None, &data[..len]), "len {len}");
     }
 }

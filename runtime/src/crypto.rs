@@ -186,8 +186,10 @@ impl CryptoService {
                     on_rayon(move || {
                         let mut level = owned;
                         while level.len() > 1 {
-                            let mut up: Vec<Digest> =
-                                level.par_chunks_exact(2).map(|p| merkle::node_hash(&p[0], &p[1])).collect();
+                            let mut up: Vec<Digest> = level
+                                .par_chunks_exact(2)
+                                .map(|p| merkle::node_hash(&p[0], &p[1]))
+                                .collect();
                             if level.len() % 2 == 1 {
                                 up.push(level[level.len() - 1]);
                             }
@@ -211,11 +213,16 @@ impl CryptoService {
                 level.first().copied().unwrap_or_else(|| merkle::root(&[]))
             }
         };
-        self.counters.finish(start, leaves.len().saturating_sub(1), leaves.len() * 32);
+        self.counters
+            .finish(start, leaves.len().saturating_sub(1), leaves.len() * 32);
         Ok(r)
     }
 
-    async fn hash_many<M: AsRef<[u8]>>(&self, msgs: &[M], prefix: Option<u8>) -> Result<Vec<Digest>> {
+    async fn hash_many<M: AsRef<[u8]>>(
+        &self,
+        msgs: &[M],
+        prefix: Option<u8>,
+    ) -> Result<Vec<Digest>> {
         let start = Instant::now();
         let bytes: usize = msgs.iter().map(|m| m.as_ref().len()).sum();
         let out = match &*self.backend {
@@ -224,7 +231,8 @@ impl CryptoService {
                     msgs.iter().map(|m| cpu_hash(prefix, m.as_ref())).collect()
                 } else {
                     let owned: Vec<Vec<u8>> = msgs.iter().map(|m| m.as_ref().to_vec()).collect();
-                    on_rayon(move || owned.par_iter().map(|m| cpu_hash(prefix, m)).collect()).await?
+                    on_rayon(move || owned.par_iter().map(|m| cpu_hash(prefix, m)).collect())
+                        .await?
                 }
             }
             Backend::Bpu(b) => {
@@ -234,7 +242,8 @@ impl CryptoService {
                     // Split so that no job holds more than BPU_JOB_BYTES of DMA memory.
                     let mut j = i;
                     let mut sz = 0;
-                    while j < msgs.len() && (j == i || sz + msgs[j].as_ref().len() <= BPU_JOB_BYTES) {
+                    while j < msgs.len() && (j == i || sz + msgs[j].as_ref().len() <= BPU_JOB_BYTES)
+                    {
                         sz += msgs[j].as_ref().len();
                         j += 1;
                     }
@@ -273,7 +282,11 @@ async fn on_rayon<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// What one job asks for.
 enum Work {
     /// Hash `spans` (offset, len) of `data`, each with the optional prefix byte.
-    Hash { data: Arc<DmaBuf>, spans: Vec<(usize, u32)>, prefix: Option<u8> },
+    Hash {
+        data: Arc<DmaBuf>,
+        spans: Vec<(usize, u32)>,
+        prefix: Option<u8>,
+    },
     /// Merkle level: `pairs` consecutive 64-byte pairs of `data`.
     Level { data: Arc<DmaBuf>, pairs: usize },
 }
@@ -308,9 +321,21 @@ impl Bpu {
         let dev = device.clone();
         let thread = std::thread::Builder::new()
             .name("bpu-crypto".into())
-            .spawn(move || Batcher { device: dev, counters, instances, needs_reset: Arc::default() }.run(&rx))
+            .spawn(move || {
+                Batcher {
+                    device: dev,
+                    counters,
+                    instances,
+                    needs_reset: Arc::default(),
+                }
+                .run(&rx)
+            })
             .map_err(|_| Error::Closed)?;
-        Ok(Bpu { device, tx: Some(tx), thread: Some(thread) })
+        Ok(Bpu {
+            device,
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     async fn send(&self, work: Work) -> Result<Vec<Digest>> {
@@ -333,12 +358,18 @@ impl Bpu {
         let mut off = 0;
         for m in msgs {
             let m = m.as_ref();
-            let len = u32::try_from(m.len()).map_err(|_| Error::TooLarge(format!("message of {} bytes", m.len())))?;
+            let len = u32::try_from(m.len())
+                .map_err(|_| Error::TooLarge(format!("message of {} bytes", m.len())))?;
             data.write(off, m)?;
             spans.push((off, len));
             off += m.len();
         }
-        self.send(Work::Hash { data: Arc::new(data), spans, prefix }).await
+        self.send(Work::Hash {
+            data: Arc::new(data),
+            spans,
+            prefix,
+        })
+        .await
     }
 
     async fn level(&self, nodes: &[Digest]) -> Result<Vec<Digest>> {
@@ -346,7 +377,11 @@ impl Bpu {
         for (i, n) in nodes.iter().enumerate() {
             data.write(32 * i, &n.0)?;
         }
-        self.send(Work::Level { data: Arc::new(data), pairs: nodes.len() / 2 }).await
+        self.send(Work::Level {
+            data: Arc::new(data),
+            pairs: nodes.len() / 2,
+        })
+        .await
     }
 }
 
@@ -357,6 +392,16 @@ struct JobState {
     reply: Option<oneshot::Sender<Result<Vec<Digest>>>>,
     /// Commands of this job still outstanding.
     remaining: usize,
+}
+
+/// One message of a hash job, waiting to be placed in a batch command.
+struct Item {
+    job: Arc<Mutex<JobState>>,
+    data: Arc<DmaBuf>,
+    /// Index of this message's digest in the job's results.
+    index: usize,
+    offset: usize,
+    len: u32,
 }
 
 /// One command's share of the work: which job, which result indices, where the digests land.
@@ -394,7 +439,9 @@ impl Batcher {
                     Err(_) => break,
                 }
             }
-            self.counters.queue_depth.store(rx.len() as u64, Ordering::Relaxed);
+            self.counters
+                .queue_depth
+                .store(rx.len() as u64, Ordering::Relaxed);
             self.dispatch(jobs);
         }
     }
@@ -404,10 +451,14 @@ impl Batcher {
         let target = (2 * self.instances).max(1);
         let mut subs: Vec<Submission> = Vec::new();
         // Hash jobs are pooled by prefix so their messages share batch commands.
-        let mut pools: Vec<(Option<u8>, Vec<(Arc<Mutex<JobState>>, Arc<DmaBuf>, usize, usize, u32)>)> = Vec::new();
+        let mut pools: Vec<(Option<u8>, Vec<Item>)> = Vec::new();
         for job in jobs {
             match job.work {
-                Work::Hash { data, spans, prefix } => {
+                Work::Hash {
+                    data,
+                    spans,
+                    prefix,
+                } => {
                     let st = Arc::new(Mutex::new(JobState {
                         results: vec![Digest::default(); spans.len()],
                         error: None,
@@ -421,8 +472,14 @@ impl Batcher {
                             &mut pools.last_mut().expect("just pushed").1
                         }
                     };
-                    for (i, (off, len)) in spans.into_iter().enumerate() {
-                        pool.push((st.clone(), data.clone(), i, off, len));
+                    for (index, (offset, len)) in spans.into_iter().enumerate() {
+                        pool.push(Item {
+                            job: st.clone(),
+                            data: data.clone(),
+                            index,
+                            offset,
+                            len,
+                        });
                     }
                 }
                 Work::Level { data, pairs } => {
@@ -446,13 +503,13 @@ impl Batcher {
             }
         }
         for (prefix, items) in pools {
-            let total: usize = items.iter().map(|it| it.4 as usize + 64).sum();
+            let total: usize = items.iter().map(|it| it.len as usize + 64).sum();
             let per = total.div_ceil(target).max(1);
             let mut chunk = Vec::new();
             let mut size = 0;
             let mut items = items.into_iter().peekable();
             while let Some(it) = items.next() {
-                size += it.4 as usize + 64;
+                size += it.len as usize + 64;
                 chunk.push(it);
                 if size >= per || items.peek().is_none() {
                     let taken = std::mem::take(&mut chunk);
@@ -460,7 +517,7 @@ impl Batcher {
                         Ok(s) => subs.push(s),
                         Err(e) => {
                             for it in &taken {
-                                fail(&it.0, bpu_driver::Error::Invalid(e.to_string()));
+                                fail(&it.job, bpu_driver::Error::Invalid(e.to_string()));
                             }
                         }
                     }
@@ -471,22 +528,23 @@ impl Batcher {
         if subs.is_empty() {
             return;
         }
-        self.counters.commands.fetch_add(subs.len() as u64, Ordering::Relaxed);
+        self.counters
+            .commands
+            .fetch_add(subs.len() as u64, Ordering::Relaxed);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         // Failures reach each command's callback; nothing more to do with the count here.
         let _ = self.device.submit(subs, self.device.timeout());
     }
 
     /// One SHA256_BATCH over messages that may belong to several jobs.
-    fn hash_command(
-        &self,
-        items: &[(Arc<Mutex<JobState>>, Arc<DmaBuf>, usize, usize, u32)],
-        prefix: Option<u8>,
-    ) -> bpu_driver::Result<Submission> {
+    fn hash_command(&self, items: &[Item], prefix: Option<u8>) -> bpu_driver::Result<Submission> {
         let n = items.len();
         let mut table = self.device.alloc(16 * n)?;
-        for (k, (_, data, _, off, len)) in items.iter().enumerate() {
-            table.write_obj(16 * k, &hash_descriptor(data.iova_at(*off)?, *len))?;
+        for (k, it) in items.iter().enumerate() {
+            table.write_obj(
+                16 * k,
+                &hash_descriptor(it.data.iova_at(it.offset)?, it.len),
+            )?;
         }
         let out = Arc::new(self.device.alloc(32 * n)?);
         let entry = Command::Sha256Batch {
@@ -497,11 +555,12 @@ impl Batcher {
         }
         .entry();
         // Where each digest goes: (job, result index).
-        let targets: Vec<(Arc<Mutex<JobState>>, usize)> = items.iter().map(|it| (it.0.clone(), it.2)).collect();
+        let targets: Vec<(Arc<Mutex<JobState>>, usize)> =
+            items.iter().map(|it| (it.job.clone(), it.index)).collect();
         for (job, _) in &targets {
             job.lock().remaining += 1;
         }
-        let mut buffers: Vec<Arc<DmaBuf>> = items.iter().map(|it| it.1.clone()).collect();
+        let mut buffers: Vec<Arc<DmaBuf>> = items.iter().map(|it| it.data.clone()).collect();
         buffers.dedup_by(|a, b| Arc::ptr_eq(a, b));
         buffers.push(Arc::new(table));
         buffers.push(out.clone());
@@ -512,7 +571,10 @@ impl Batcher {
             done: Box::new(move |r| {
                 let r = check(r, &reset);
                 for (k, (job, idx)) in targets.iter().enumerate() {
-                    let d = r.as_ref().map_err(clone_err).and_then(|_| read_digest(&out, k));
+                    let d = r
+                        .as_ref()
+                        .map_err(clone_err)
+                        .and_then(|_| read_digest(&out, k));
                     deliver(job, *idx, 1, d.map(|d| vec![d]));
                 }
             }),
@@ -535,7 +597,11 @@ impl Batcher {
         }
         .entry();
         job.lock().remaining += 1;
-        let piece = Piece { job: job.clone(), first: start, count: n };
+        let piece = Piece {
+            job: job.clone(),
+            first: start,
+            count: n,
+        };
         let reset = self.needs_reset.clone();
         Ok(Submission {
             entry,
@@ -610,4 +676,3 @@ fn fail(job: &Mutex<JobState>, e: bpu_driver::Error) {
         }
     }
 }
-

@@ -32,7 +32,10 @@ pub fn node_hash(left: &Digest, right: &Digest) -> Digest {
 
 /// The next level up: pairs hashed, an odd last node carried.
 pub fn next_level(level: &[Digest]) -> Vec<Digest> {
-    let mut up: Vec<Digest> = level.chunks_exact(2).map(|p| node_hash(&p[0], &p[1])).collect();
+    let mut up: Vec<Digest> = level
+        .chunks_exact(2)
+        .map(|p| node_hash(&p[0], &p[1]))
+        .collect();
     if level.len() % 2 == 1 {
         up.push(level[level.len() - 1]);
     }
@@ -81,7 +84,11 @@ pub fn verify(leaf: &Digest, index: usize, size: usize, path: &[Digest], root: &
         let sib = i ^ 1;
         if sib < n {
             let Some(s) = it.next() else { return false };
-            h = if i % 2 == 0 { node_hash(&h, s) } else { node_hash(s, &h) };
+            h = if i % 2 == 0 {
+                node_hash(&h, s)
+            } else {
+                node_hash(s, &h)
+            };
         }
         i /= 2;
         n = n.div_ceil(2);
@@ -113,14 +120,19 @@ mod tests {
     #[test]
     fn level_construction_equals_rfc6962_and_proofs_verify() {
         for n in 0..70usize {
-            let leaves: Vec<Digest> = (0..n).map(|i| leaf_hash(&(i as u32).to_le_bytes())).collect();
+            let leaves: Vec<Digest> = (0..n)
+                .map(|i| leaf_hash(&(i as u32).to_le_bytes()))
+                .collect();
             let r = root(&leaves);
             assert_eq!(r, mth(&leaves), "n = {n}");
             for i in 0..n {
                 let p = proof(&leaves, i).expect("index in range");
                 assert!(verify(&leaves[i], i, n, &p, &r), "proof n={n} i={i}");
                 let wrong = leaf_hash(b"not a leaf");
-                assert!(!verify(&wrong, i, n, &p, &r), "forged leaf accepted n={n} i={i}");
+                assert!(
+                    !verify(&wrong, i, n, &p, &r),
+                    "forged leaf accepted n={n} i={i}"
+                );
             }
         }
     }

@@ -118,7 +118,8 @@ impl Arena {
         }
         let words = bytes.div_ceil(8);
         let boxed: Box<[u64]> = vec![0u64; words].into_boxed_slice();
-        let ptr = NonNull::new(Box::into_raw(boxed) as *mut u64).ok_or(SimError::ArenaSize(bytes))?;
+        let ptr =
+            NonNull::new(Box::into_raw(boxed) as *mut u64).ok_or(SimError::ArenaSize(bytes))?;
         Ok(Arena { ptr, words })
     }
 }
@@ -205,7 +206,11 @@ impl Simulator {
 
     /// Interrupt counts per vector so far.
     pub fn irq_counts(&self) -> Vec<u64> {
-        self.irqs.counts.lock().map(|c| c.clone()).unwrap_or_default()
+        self.irqs
+            .counts
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
     }
 
     /// Waits until some vector's count differs from `seen` or `timeout` passes; returns the counts.

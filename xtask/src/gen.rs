@@ -13,12 +13,23 @@ fn hex_lit(width: u32, value: u64) -> String {
 pub fn verilog(spec: &Spec) -> String {
     let mut o = String::new();
     let d = &spec.device;
-    let _ = writeln!(o, "// Register map, entry layouts and codes of the BPU as Verilog macros.");
+    let _ = writeln!(
+        o,
+        "// Register map, entry layouts and codes of the BPU as Verilog macros."
+    );
     let _ = writeln!(o, "// {BANNER}\n");
     o.push_str("`ifndef BPU_DEFS_SVH\n`define BPU_DEFS_SVH\n\n");
     let _ = writeln!(o, "`define BPU_MAGIC {}", hex_lit(32, d.magic.into()));
-    let _ = writeln!(o, "`define BPU_VERSION_MAJOR {}", hex_lit(16, d.version_major.into()));
-    let _ = writeln!(o, "`define BPU_VERSION_MINOR {}", hex_lit(16, d.version_minor.into()));
+    let _ = writeln!(
+        o,
+        "`define BPU_VERSION_MAJOR {}",
+        hex_lit(16, d.version_major.into())
+    );
+    let _ = writeln!(
+        o,
+        "`define BPU_VERSION_MINOR {}",
+        hex_lit(16, d.version_minor.into())
+    );
     let _ = writeln!(o, "`define BPU_BAR0_SIZE {}\n", d.bar0_size);
     for b in &spec.blocks {
         let bn = b.name.to_uppercase();
@@ -26,7 +37,11 @@ pub fn verilog(spec: &Spec) -> String {
         let _ = writeln!(o, "`define BPU_{bn}_BASE {}", hex_lit(16, b.base.into()));
         if b.count > 1 {
             let _ = writeln!(o, "`define BPU_{bn}_COUNT {}", b.count);
-            let _ = writeln!(o, "`define BPU_{bn}_STRIDE {}", hex_lit(16, b.stride.into()));
+            let _ = writeln!(
+                o,
+                "`define BPU_{bn}_STRIDE {}",
+                hex_lit(16, b.stride.into())
+            );
         }
         for r in &b.regs {
             let rn = format!("BPU_{bn}_{}", r.name);
@@ -41,7 +56,11 @@ pub fn verilog(spec: &Spec) -> String {
     }
     for s in &spec.structs {
         let sn = s.name.to_uppercase();
-        let _ = writeln!(o, "// {} ({} bytes): bit positions within the entry vector", s.name, s.size);
+        let _ = writeln!(
+            o,
+            "// {} ({} bytes): bit positions within the entry vector",
+            s.name, s.size
+        );
         let _ = writeln!(o, "`define BPU_{sn}_BITS {}", s.size * 8);
         for f in &s.fields {
             let fname = f.name.to_uppercase();
@@ -54,7 +73,12 @@ pub fn verilog(spec: &Spec) -> String {
         let en = e.name.to_uppercase();
         let _ = writeln!(o, "// {}: {}", e.name, e.doc);
         for v in &e.values {
-            let _ = writeln!(o, "`define BPU_{en}_{} {}", v.name, hex_lit(e.width, v.value.into()));
+            let _ = writeln!(
+                o,
+                "`define BPU_{en}_{} {}",
+                v.name,
+                hex_lit(e.width, v.value.into())
+            );
         }
         o.push('\n');
     }
@@ -84,13 +108,32 @@ fn doc_lines(o: &mut String, indent: &str, doc: &str) {
 pub fn rust(spec: &Spec) -> String {
     let mut o = String::new();
     let d = &spec.device;
-    let _ = writeln!(o, "//! Register map, entry layouts and codes of the BPU (`hw/bpu.toml`).");
+    let _ = writeln!(
+        o,
+        "//! Register map, entry layouts and codes of the BPU (`hw/bpu.toml`)."
+    );
     let _ = writeln!(o, "//!\n//! {BANNER}\n");
     o.push_str("#![allow(dead_code)]\n\nuse bytemuck::{Pod, Zeroable};\n\n");
-    let _ = writeln!(o, "/// Value of the MAGIC register.\npub const MAGIC: u32 = {:#010x};", d.magic);
-    let _ = writeln!(o, "/// Register-map major version this driver speaks.\npub const VERSION_MAJOR: u16 = {};", d.version_major);
-    let _ = writeln!(o, "/// Register-map minor version this driver knows.\npub const VERSION_MINOR: u16 = {};", d.version_minor);
-    let _ = writeln!(o, "/// Size of BAR0 in bytes.\npub const BAR0_SIZE: u32 = {:#x};\n", d.bar0_size);
+    let _ = writeln!(
+        o,
+        "/// Value of the MAGIC register.\npub const MAGIC: u32 = {:#010x};",
+        d.magic
+    );
+    let _ = writeln!(
+        o,
+        "/// Register-map major version this driver speaks.\npub const VERSION_MAJOR: u16 = {};",
+        d.version_major
+    );
+    let _ = writeln!(
+        o,
+        "/// Register-map minor version this driver knows.\npub const VERSION_MINOR: u16 = {};",
+        d.version_minor
+    );
+    let _ = writeln!(
+        o,
+        "/// Size of BAR0 in bytes.\npub const BAR0_SIZE: u32 = {:#x};\n",
+        d.bar0_size
+    );
     for c in &spec.constants {
         doc_lines(&mut o, "", &c.doc);
         let _ = writeln!(o, "pub const {}: u64 = {};\n", c.name, c.value);
@@ -100,28 +143,50 @@ pub fn rust(spec: &Spec) -> String {
     for b in &spec.blocks {
         doc_lines(&mut o, "", &b.doc);
         let _ = writeln!(o, "pub mod {} {{\n    use super::Field;\n", b.name);
-        let _ = writeln!(o, "    /// Offset of the (first) block in BAR0.\n    pub const BASE: u32 = {:#06x};", b.base);
+        let _ = writeln!(
+            o,
+            "    /// Offset of the (first) block in BAR0.\n    pub const BASE: u32 = {:#06x};",
+            b.base
+        );
         if b.count > 1 {
-            let _ = writeln!(o, "    /// Most copies of this block.\n    pub const COUNT: u32 = {};", b.count);
-            let _ = writeln!(o, "    /// Bytes between copies.\n    pub const STRIDE: u32 = {:#x};", b.stride);
+            let _ = writeln!(
+                o,
+                "    /// Most copies of this block.\n    pub const COUNT: u32 = {};",
+                b.count
+            );
+            let _ = writeln!(
+                o,
+                "    /// Bytes between copies.\n    pub const STRIDE: u32 = {:#x};",
+                b.stride
+            );
         }
         for r in &b.regs {
             o.push('\n');
-            doc_lines(&mut o, "    ", &format!("{} ({}, reset {:#x}).", r.doc, r.access.as_str(), r.reset));
+            doc_lines(
+                &mut o,
+                "    ",
+                &format!("{} ({}, reset {:#x}).", r.doc, r.access.as_str(), r.reset),
+            );
             let _ = writeln!(o, "    pub const {}: u32 = {:#04x};", r.name, r.offset);
             if r.access != Access::Ro || r.reset != 0 {
                 let _ = writeln!(o, "    pub const {}_RESET: u32 = {:#x};", r.name, r.reset);
             }
             for f in &r.fields {
                 doc_lines(&mut o, "    ", &f.doc);
-                let _ = writeln!(o, "    pub const {}_{}: Field = Field {{ lsb: {}, width: {} }};", r.name, f.name, f.lsb, f.width);
+                let _ = writeln!(
+                    o,
+                    "    pub const {}_{}: Field = Field {{ lsb: {}, width: {} }};",
+                    r.name, f.name, f.lsb, f.width
+                );
             }
         }
         o.push_str("}\n\n");
     }
     for s in &spec.structs {
         doc_lines(&mut o, "", &s.doc);
-        o.push_str("#[repr(C)]\n#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]\n");
+        o.push_str(
+            "#[repr(C)]\n#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]\n",
+        );
         let _ = writeln!(o, "pub struct {} {{", s.rust);
         for f in &s.fields {
             doc_lines(&mut o, "    ", &f.doc);
@@ -135,12 +200,20 @@ pub fn rust(spec: &Spec) -> String {
             let _ = writeln!(o, "    pub {}: {ty},", f.name);
         }
         o.push_str("}\n\n");
-        let _ = writeln!(o, "const _: () = assert!(core::mem::size_of::<{}>() == {});\n", s.rust, s.size);
+        let _ = writeln!(
+            o,
+            "const _: () = assert!(core::mem::size_of::<{}>() == {});\n",
+            s.rust, s.size
+        );
     }
     for e in &spec.enums {
         let ty = rust_int(e.width);
         doc_lines(&mut o, "", &e.doc);
-        let _ = writeln!(o, "#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]\n#[repr({ty})]\npub enum {} {{", e.rust);
+        let _ = writeln!(
+            o,
+            "#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]\n#[repr({ty})]\npub enum {} {{",
+            e.rust
+        );
         for v in &e.values {
             doc_lines(&mut o, "    ", &v.doc);
             let _ = writeln!(o, "    {} = {:#x},", camel(&v.name), v.value);
@@ -154,7 +227,13 @@ pub fn rust(spec: &Spec) -> String {
         let _ = writeln!(o, "    pub fn from_code(code: {ty}) -> Option<Self> {{\n        Self::ALL.iter().copied().find(|v| *v as {ty} == code)\n    }}\n");
         o.push_str("    /// The name used in `hw/bpu.toml`.\n    pub fn name(self) -> &'static str {\n        match self {\n");
         for v in &e.values {
-            let _ = writeln!(o, "            {}::{} => \"{}\",", e.rust, camel(&v.name), v.name);
+            let _ = writeln!(
+                o,
+                "            {}::{} => \"{}\",",
+                e.rust,
+                camel(&v.name),
+                v.name
+            );
         }
         o.push_str("        }\n    }\n}\n\n");
     }
@@ -168,7 +247,11 @@ pub fn rust(spec: &Spec) -> String {
 pub fn markdown(spec: &Spec) -> String {
     let mut o = String::new();
     let d = &spec.device;
-    let _ = writeln!(o, "# {} register map and entry layouts\n", d.name.to_uppercase());
+    let _ = writeln!(
+        o,
+        "# {} register map and entry layouts\n",
+        d.name.to_uppercase()
+    );
     let _ = writeln!(o, "<!-- {BANNER} -->\n");
     let _ = writeln!(o, "{}\n", d.doc);
     let _ = writeln!(
@@ -183,7 +266,11 @@ pub fn markdown(spec: &Spec) -> String {
     for b in &spec.blocks {
         let _ = writeln!(o, "### `{}` at {:#06x}\n", b.name, b.base);
         if b.count > 1 {
-            let _ = writeln!(o, "Up to {} copies, {:#x} bytes apart (copy *i* at {:#x} + *i* × {:#x}).\n", b.count, b.stride, b.base, b.stride);
+            let _ = writeln!(
+                o,
+                "Up to {} copies, {:#x} bytes apart (copy *i* at {:#x} + *i* × {:#x}).\n",
+                b.count, b.stride, b.base, b.stride
+            );
         }
         let _ = writeln!(o, "{}\n", b.doc);
         o.push_str("| offset | register | access | reset | description |\n| --- | --- | --- | --- | --- |\n");
@@ -197,7 +284,15 @@ pub fn markdown(spec: &Spec) -> String {
                 };
                 let _ = write!(desc, "<br>`[{bits}]` **{}**: {}", f.name, f.doc);
             }
-            let _ = writeln!(o, "| {:#04x} | `{}` | {} | {:#x} | {} |", r.offset, r.name, r.access.as_str(), r.reset, desc);
+            let _ = writeln!(
+                o,
+                "| {:#04x} | `{}` | {} | {:#x} | {} |",
+                r.offset,
+                r.name,
+                r.access.as_str(),
+                r.reset,
+                desc
+            );
         }
         o.push('\n');
     }
@@ -206,7 +301,11 @@ pub fn markdown(spec: &Spec) -> String {
         let _ = writeln!(o, "### `{}` ({} bytes)\n\n{}\n", s.name, s.size, s.doc);
         o.push_str("| offset | size | field | description |\n| --- | --- | --- | --- |\n");
         for f in &s.fields {
-            let _ = writeln!(o, "| {} | {} | `{}` | {} |", f.offset, f.size, f.name, f.doc);
+            let _ = writeln!(
+                o,
+                "| {} | {} | `{}` | {} |",
+                f.offset, f.size, f.name, f.doc
+            );
         }
         o.push('\n');
     }

@@ -140,7 +140,13 @@ fn lint(root: &Path) -> Result<()> {
     let files = rtl_sources(root)?;
     let mut cmd = Command::new("verilator");
     cmd.current_dir(root)
-        .args(["--lint-only", "-Wall", "-Irtl/generated", "--top-module", "bpu_top"])
+        .args([
+            "--lint-only",
+            "-Wall",
+            "-Irtl/generated",
+            "--top-module",
+            "bpu_top",
+        ])
         .arg("rtl/lint/waivers.vlt")
         .args(&files);
     run(&mut cmd)?;

@@ -133,7 +133,8 @@ impl Spec {
     pub fn load(path: &Path) -> Result<Spec> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let spec: Spec = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let spec: Spec =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         spec.check()?;
         Ok(spec)
     }
@@ -147,9 +148,17 @@ impl Spec {
             }
             let span = b.regs.iter().map(|r| r.offset + 4).max().unwrap_or(0);
             if b.count > 1 && span > b.stride {
-                bail!("block {}: registers span {span:#x}, more than the stride", b.name);
+                bail!(
+                    "block {}: registers span {span:#x}, more than the stride",
+                    b.name
+                );
             }
-            let end = b.base + if b.count > 1 { b.stride * b.count } else { span };
+            let end = b.base
+                + if b.count > 1 {
+                    b.stride * b.count
+                } else {
+                    span
+                };
             if end > self.device.bar0_size {
                 bail!("block {} ends past BAR0", b.name);
             }
@@ -162,7 +171,12 @@ impl Spec {
                 let mut used = 0u64;
                 for f in &r.fields {
                     if f.width == 0 || f.lsb + f.width > 32 {
-                        bail!("{}.{}.{}: field out of the register", b.name, r.name, f.name);
+                        bail!(
+                            "{}.{}.{}: field out of the register",
+                            b.name,
+                            r.name,
+                            f.name
+                        );
                     }
                     let mask = ((1u64 << f.width) - 1) << f.lsb;
                     if used & mask != 0 {
@@ -182,7 +196,11 @@ impl Spec {
             let mut at = 0;
             for f in &s.fields {
                 if f.offset != at || ![1, 2, 4, 8].contains(&f.size) && f.size % 4 != 0 {
-                    bail!("struct {}.{}: fields must be contiguous and sized 1/2/4/8 or n*4", s.name, f.name);
+                    bail!(
+                        "struct {}.{}: fields must be contiguous and sized 1/2/4/8 or n*4",
+                        s.name,
+                        f.name
+                    );
                 }
                 if [2, 4, 8].contains(&f.size) && f.offset % f.size != 0 {
                     bail!("struct {}.{}: misaligned", s.name, f.name);
@@ -190,13 +208,22 @@ impl Spec {
                 at += f.size;
             }
             if at != s.size {
-                bail!("struct {}: fields cover {at} bytes, size says {}", s.name, s.size);
+                bail!(
+                    "struct {}: fields cover {at} bytes, size says {}",
+                    s.name,
+                    s.size
+                );
             }
         }
         for e in &self.enums {
             for v in &e.values {
                 if e.width < 32 && v.value >> e.width != 0 {
-                    bail!("enum {}.{}: value does not fit in {} bits", e.name, v.name, e.width);
+                    bail!(
+                        "enum {}.{}: value does not fit in {} bits",
+                        e.name,
+                        v.name,
+                        e.width
+                    );
                 }
             }
         }

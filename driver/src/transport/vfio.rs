@@ -121,16 +121,22 @@ impl Transport for VfioTransport {
 
     fn read32(&self, offset: u32) -> Result<u32> {
         let off = self.reg(offset)?;
-        self.bar0
-            .read_le_u32(off)
-            .map_err(|e| Error::Vfio(format!("{}: BAR0 read at {offset:#x} failed: {e}", self.bdf)))
+        self.bar0.read_le_u32(off).map_err(|e| {
+            Error::Vfio(format!(
+                "{}: BAR0 read at {offset:#x} failed: {e}",
+                self.bdf
+            ))
+        })
     }
 
     fn write32(&self, offset: u32, value: u32) -> Result<()> {
         let off = self.reg(offset)?;
-        self.bar0
-            .write_le_u32(off, value)
-            .map_err(|e| Error::Vfio(format!("{}: BAR0 write at {offset:#x} failed: {e}", self.bdf)))
+        self.bar0.write_le_u32(off, value).map_err(|e| {
+            Error::Vfio(format!(
+                "{}: BAR0 write at {offset:#x} failed: {e}",
+                self.bdf
+            ))
+        })
     }
 
     fn alloc_dma(&self, len: usize) -> Result<DmaBuf> {
@@ -146,7 +152,8 @@ impl Transport for VfioTransport {
             std::thread::sleep(timeout.min(POLL_INTERVAL));
             return Ok(0);
         }
-        wait_eventfds(&self.irqs, timeout).map_err(|e| Error::Vfio(format!("{}: waiting for MSI-X: {e}", self.bdf)))
+        wait_eventfds(&self.irqs, timeout)
+            .map_err(|e| Error::Vfio(format!("{}: waiting for MSI-X: {e}", self.bdf)))
     }
 }
 
@@ -208,7 +215,9 @@ fn parse_bdf(s: &str) -> Result<String> {
             None
         }
     };
-    let (Some(domain), Some(bus), Some(dev), Some(func)) = (hex(0..4), hex(5..7), hex(8..10), hex(11..12)) else {
+    let (Some(domain), Some(bus), Some(dev), Some(func)) =
+        (hex(0..4), hex(5..7), hex(8..10), hex(11..12))
+    else {
         return Err(bad("fields must be hexadecimal"));
     };
     if dev > 0x1f {
@@ -300,7 +309,9 @@ fn open_error(bdf: &str, group: u32, e: &io::Error) -> Error {
             others.join(", ")
         ));
     } else if e.kind() == io::ErrorKind::PermissionDenied {
-        msg.push_str("; /dev/vfio/vfio must be readable and writable: run as root or fix its permissions");
+        msg.push_str(
+            "; /dev/vfio/vfio must be readable and writable: run as root or fix its permissions",
+        );
     } else if e.kind() == io::ErrorKind::NotFound {
         msg.push_str("; is the vfio module loaded (modprobe vfio-pci)?");
     } else {
@@ -310,9 +321,11 @@ fn open_error(bdf: &str, group: u32, e: &io::Error) -> Error {
 }
 
 fn map_bar0(bdf: &str, device: &VfioPciDevice) -> Result<Box<dyn PciRegion>> {
-    let bar = device
-        .bar(0)
-        .ok_or_else(|| Error::Vfio(format!("{bdf} has no BAR0: is this a BPU (check the bitstream)?")))?;
+    let bar = device.bar(0).ok_or_else(|| {
+        Error::Vfio(format!(
+            "{bdf} has no BAR0: is this a BPU (check the bitstream)?"
+        ))
+    })?;
     if bar.len() < BAR0_LEN as u64 {
         return Err(Error::Vfio(format!(
             "{bdf}: BAR0 is {} bytes, the BPU needs at least {BAR0_LEN}: is this a BPU (check the bitstream)?",
@@ -320,12 +333,16 @@ fn map_bar0(bdf: &str, device: &VfioPciDevice) -> Result<Box<dyn PciRegion>> {
         )));
     }
     if bar.permissions() != Permissions::ReadWrite {
-        return Err(Error::Vfio(format!("{bdf}: BAR0 is not readable and writable")));
+        return Err(Error::Vfio(format!(
+            "{bdf}: BAR0 is not readable and writable"
+        )));
     }
     if bar.is_mappable() {
         match bar.map(0..BAR0_LEN as u64, Permissions::ReadWrite) {
             Ok(mapped) => return Ok(Box::new(mapped)),
-            Err(e) => tracing::warn!("{bdf}: cannot mmap BAR0 ({e}); register accesses go through the device file"),
+            Err(e) => tracing::warn!(
+                "{bdf}: cannot mmap BAR0 ({e}); register accesses go through the device file"
+            ),
         }
     } else {
         tracing::warn!("{bdf}: BAR0 is not mappable; register accesses go through the device file");
@@ -362,7 +379,10 @@ fn enable_msix(bdf: &str, device: &VfioPciDevice) -> Vec<File> {
         tracing::warn!("{bdf}: the device exposes no MSI-X vectors; the driver will poll");
         return Vec::new();
     }
-    let fds = match (0..n).map(|_| new_eventfd()).collect::<io::Result<Vec<File>>>() {
+    let fds = match (0..n)
+        .map(|_| new_eventfd())
+        .collect::<io::Result<Vec<File>>>()
+    {
         Ok(fds) => fds,
         Err(e) => {
             tracing::warn!("{bdf}: cannot create eventfds for MSI-X ({e}); the driver will poll");
@@ -411,7 +431,9 @@ fn wait_eventfds(fds: &[File], timeout: Duration) -> io::Result<u64> {
             None => -1,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
-                left.as_nanos().div_ceil(1_000_000).min(libc::c_int::MAX as u128) as libc::c_int
+                left.as_nanos()
+                    .div_ceil(1_000_000)
+                    .min(libc::c_int::MAX as u128) as libc::c_int
             }
         };
         // SAFETY: `pfds` is a live, exclusively borrowed array of `pfds.len()` pollfd structs
@@ -491,7 +513,10 @@ impl Drop for AnonMmap {
         // SAFETY: `base..base+len` is exactly the mapping made in `new`, and the owner (the pool)
         // drops it only once no buffer points into it and the IOMMU no longer maps it.
         if unsafe { libc::munmap(self.base.as_ptr(), self.len) } != 0 {
-            tracing::warn!("munmap of the DMA region failed: {}", io::Error::last_os_error());
+            tracing::warn!(
+                "munmap of the DMA region failed: {}",
+                io::Error::last_os_error()
+            );
         }
     }
 }
@@ -527,20 +552,33 @@ impl VfioDmaPool {
     fn new(bdf: &str, container: &Arc<VfioContainer>, dma_bytes: usize) -> Result<VfioDmaPool> {
         let iommu = container.iommu();
         let align = iommu.alignment().max(page_size());
-        let len = round_up(dma_bytes.max(1), align)
-            .ok_or_else(|| Error::Vfio(format!("{bdf}: {dma_bytes} bytes of DMA memory is too much")))?;
+        let len = round_up(dma_bytes.max(1), align).ok_or_else(|| {
+            Error::Vfio(format!(
+                "{bdf}: {dma_bytes} bytes of DMA memory is too much"
+            ))
+        })?;
         let iova = choose_iova(iommu.valid_iova_ranges(), len as u64, align as u64).ok_or_else(|| {
             Error::Vfio(format!(
                 "{bdf}: the IOMMU has no free I/O address range of {len} bytes (valid ranges: {:x?}): ask for less DMA memory",
                 iommu.valid_iova_ranges()
             ))
         })?;
-        let mut pool = VfioDmaPool::unmapped(len, align, iova)
-            .map_err(|e| Error::Vfio(format!("{bdf}: cannot allocate {len} bytes of DMA memory: {e}")))?;
+        let mut pool = VfioDmaPool::unmapped(len, align, iova).map_err(|e| {
+            Error::Vfio(format!(
+                "{bdf}: cannot allocate {len} bytes of DMA memory: {e}"
+            ))
+        })?;
         // SAFETY: `host..host+len` is memory this pool owns and keeps mapped (in the process)
         // until after it removes this IOMMU mapping in `drop`; both addresses are aligned to
         // the IOMMU page size and `len` is a multiple of it.
-        let mapped = unsafe { iommu.map(iova, len, pool.host.as_ptr().cast_const(), Permissions::ReadWrite) };
+        let mapped = unsafe {
+            iommu.map(
+                iova,
+                len,
+                pool.host.as_ptr().cast_const(),
+                Permissions::ReadWrite,
+            )
+        };
         if let Err(e) = mapped {
             let hint = if e.to_string().contains("os error 12") {
                 format!(
@@ -573,7 +611,8 @@ impl VfioDmaPool {
         if skip > total - len {
             return Err(io::Error::other("cannot align the DMA region"));
         }
-        let host = NonNull::new(base.wrapping_add(skip)).ok_or_else(|| io::Error::other("NULL DMA region"))?;
+        let host = NonNull::new(base.wrapping_add(skip))
+            .ok_or_else(|| io::Error::other("NULL DMA region"))?;
         // Keep a forked child from sharing (and copy-on-writing) memory the device writes.
         // SAFETY: the range lies inside our own mapping; madvise does not access its contents.
         if unsafe { libc::madvise(host.as_ptr().cast(), len, libc::MADV_DONTFORK) } != 0 {
@@ -632,7 +671,9 @@ fn alloc_from(pool: &Arc<VfioDmaPool>, len: usize) -> Result<DmaBuf> {
 /// allows it, else the lowest `align`-aligned start that fits in one of `ranges` (treated as
 /// half-open, which is conservative).
 fn choose_iova(ranges: &[Range<u64>], len: u64, align: u64) -> Option<u64> {
-    let fits = |start: u64, r: &Range<u64>| start >= r.start && start.checked_add(len).is_some_and(|end| end <= r.end);
+    let fits = |start: u64, r: &Range<u64>| {
+        start >= r.start && start.checked_add(len).is_some_and(|end| end <= r.end)
+    };
     if ranges.iter().any(|r| fits(DMA_IOVA_BASE, r)) {
         return Some(DMA_IOVA_BASE);
     }
@@ -729,13 +770,19 @@ mod tests {
     fn iova_prefers_fixed_base_and_falls_back() {
         let page = 4096;
         let one = |r: Range<u64>| vec![r];
-        assert_eq!(choose_iova(&one(0x1000..u64::MAX), 1 << 20, page), Some(DMA_IOVA_BASE));
+        assert_eq!(
+            choose_iova(&one(0x1000..u64::MAX), 1 << 20, page),
+            Some(DMA_IOVA_BASE)
+        );
         // Base excluded: lowest aligned start that fits.
         assert_eq!(
             choose_iova(&[0x1800..0x10_0000, 0x20_0000..0x80_0000], 0x10_0000, page),
             Some(0x20_0000)
         );
-        assert_eq!(choose_iova(&one(0x1800..0x10_0000), 0x2000, page), Some(0x2000));
+        assert_eq!(
+            choose_iova(&one(0x1800..0x10_0000), 0x2000, page),
+            Some(0x2000)
+        );
         assert_eq!(choose_iova(&one(0x1000..0x2000), 0x2000, page), None);
         assert_eq!(choose_iova(&[], 0x1000, page), None);
     }
@@ -763,10 +810,16 @@ mod tests {
     #[test]
     fn eventfds_report_and_drain() {
         let fds: Vec<File> = (0..3).map(|_| new_eventfd().expect("eventfd")).collect();
-        assert_eq!(wait_eventfds(&fds, Duration::from_millis(1)).expect("wait"), 0);
+        assert_eq!(
+            wait_eventfds(&fds, Duration::from_millis(1)).expect("wait"),
+            0
+        );
         (&fds[2]).write_all(&1u64.to_ne_bytes()).expect("signal");
         (&fds[0]).write_all(&5u64.to_ne_bytes()).expect("signal");
-        assert_eq!(wait_eventfds(&fds, Duration::from_secs(5)).expect("wait"), 0b101);
+        assert_eq!(
+            wait_eventfds(&fds, Duration::from_secs(5)).expect("wait"),
+            0b101
+        );
         let t = Instant::now();
         assert_eq!(
             wait_eventfds(&fds, Duration::from_millis(20)).expect("wait"),

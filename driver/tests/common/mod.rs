@@ -7,7 +7,11 @@ use std::sync::Arc;
 
 /// A simulated device with `opts` (e.g. `depth=4&irq=off`) and a generous timeout (tests that expect one set their own).
 pub fn sim(opts: &str) -> Device {
-    let uri = if opts.is_empty() { "sim://?timeout=10000".to_string() } else { format!("sim://?timeout=10000&{opts}") };
+    let uri = if opts.is_empty() {
+        "sim://?timeout=10000".to_string()
+    } else {
+        format!("sim://?timeout=10000&{opts}")
+    };
     Device::open(&uri).expect("open simulated device")
 }
 
@@ -29,10 +33,20 @@ pub fn dma_with(d: &Device, data: &[u8], offset: usize) -> Arc<DmaBuf> {
 }
 
 /// One SHA256 command through the driver; returns the completion and the digest written.
-pub fn sha(d: &Device, data: &[u8], offset: usize, prefix: Option<u8>) -> Result<(Completion, [u8; 32])> {
+pub fn sha(
+    d: &Device,
+    data: &[u8],
+    offset: usize,
+    prefix: Option<u8>,
+) -> Result<(Completion, [u8; 32])> {
     let src = dma_with(d, data, offset);
     let dst = Arc::new(d.alloc(32)?);
-    let cmd = Command::Sha256 { src: src.iova_at(offset)?, len: data.len() as u32, dst: dst.iova(), prefix };
+    let cmd = Command::Sha256 {
+        src: src.iova_at(offset)?,
+        len: data.len() as u32,
+        dst: dst.iova(),
+        prefix,
+    };
     let c = d.execute(cmd.entry(), vec![src, dst.clone()])?;
     let mut out = [0u8; 32];
     dst.read(0, &mut out)?;
@@ -40,7 +54,11 @@ pub fn sha(d: &Device, data: &[u8], offset: usize, prefix: Option<u8>) -> Result
 }
 
 /// One SHA256_BATCH command over `msgs`; returns the completion and the digests.
-pub fn sha_batch(d: &Device, msgs: &[Vec<u8>], prefix: Option<u8>) -> Result<(Completion, Vec<[u8; 32]>)> {
+pub fn sha_batch(
+    d: &Device,
+    msgs: &[Vec<u8>],
+    prefix: Option<u8>,
+) -> Result<(Completion, Vec<[u8; 32]>)> {
     let total: usize = msgs.iter().map(Vec::len).sum();
     let mut data = d.alloc(total.max(1) + msgs.len())?;
     let mut table = d.alloc(16 * msgs.len().max(1))?;
@@ -52,8 +70,16 @@ pub fn sha_batch(d: &Device, msgs: &[Vec<u8>], prefix: Option<u8>) -> Result<(Co
         off += m.len() + 1;
     }
     let out = Arc::new(d.alloc(32 * msgs.len().max(1))?);
-    let cmd = Command::Sha256Batch { table: table.iova(), count: msgs.len() as u32, dst: out.iova(), prefix };
-    let c = d.execute(cmd.entry(), vec![Arc::new(data), Arc::new(table), out.clone()])?;
+    let cmd = Command::Sha256Batch {
+        table: table.iova(),
+        count: msgs.len() as u32,
+        dst: out.iova(),
+        prefix,
+    };
+    let c = d.execute(
+        cmd.entry(),
+        vec![Arc::new(data), Arc::new(table), out.clone()],
+    )?;
     let digests = (0..msgs.len())
         .map(|i| {
             let mut x = [0u8; 32];
@@ -71,5 +97,11 @@ pub fn tagged(
     tx: &std::sync::mpsc::Sender<(usize, Result<Completion>)>,
 ) -> Submission {
     let tx = tx.clone();
-    Submission { entry, buffers, done: Box::new(move |r| { let _ = tx.send((tag, r)); }) }
+    Submission {
+        entry,
+        buffers,
+        done: Box::new(move |r| {
+            let _ = tx.send((tag, r));
+        }),
+    }
 }
