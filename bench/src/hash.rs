@@ -6,7 +6,7 @@
 
 use crate::{fmt_rate, Projection};
 use bpu_driver::{hash_descriptor, Command, Device, DmaBuf, EngineType, Submission};
-use rayon::prelude::*;
+use bpu_runtime::CryptoService;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use std::sync::Arc;
@@ -47,6 +47,8 @@ pub struct HashReport {
     pub command_overhead_cycles: f64,
     pub device_rows: Vec<DeviceRow>,
     pub cpu_rows: Vec<CpuRow>,
+    /// Yosys area (`cargo xtask synth`), when it has been run.
+    pub area: Vec<Area>,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -112,7 +114,7 @@ pub fn run(device: &Device, quick: bool, progress: &dyn Fn(&str)) -> Result<Hash
         .map_err(err)?;
 
     progress("CPU throughput");
-    let cpu_rows = cpu_rows(large, small_count);
+    let cpu_rows = cpu_rows(large, small_count)?;
     Ok(HashReport {
         device: device.info().transport.clone(),
         projection: Projection::default(),
@@ -122,6 +124,7 @@ pub fn run(device: &Device, quick: bool, progress: &dyn Fn(&str)) -> Result<Hash
         command_overhead_cycles,
         device_rows,
         cpu_rows,
+        area: area_reports(),
     })
 }
 
@@ -222,54 +225,72 @@ fn measure(device: &Device, msgs: &[Vec<u8>], engines: u32) -> Result<DeviceRow,
     })
 }
 
-fn cpu_rows(large: usize, small_count: usize) -> Vec<CpuRow> {
-    let threads = rayon::current_num_threads();
+/// The CPU backend of the crypto service (sha2 + rayon), timed on batches of large and of
+/// 100-byte messages, with rayon limited to one thread and then all threads.
+fn cpu_rows(large: usize, small_count: usize) -> Result<Vec<CpuRow>, String> {
+    let all = rayon::current_num_threads();
     let big: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8; large]).collect();
     let small: Vec<Vec<u8>> = (0..small_count * 4)
         .map(|i| vec![(i % 251) as u8; 100])
         .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(err)?;
+    let svc = CryptoService::cpu();
     // Repeat until at least 300 ms have passed so that thread start-up and timer noise vanish.
-    let time = |msgs: &[Vec<u8>], par: bool| -> f64 {
+    let time = |msgs: &[Vec<u8>], threads: usize| -> Result<f64, String> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(err)?;
         let bytes: usize = msgs.iter().map(Vec::len).sum();
-        let start = Instant::now();
-        let mut reps = 0usize;
-        while reps == 0 || start.elapsed().as_millis() < 300 {
-            let v: Vec<[u8; 32]> = if par {
-                msgs.par_iter().map(|m| Sha256::digest(m).into()).collect()
-            } else {
-                msgs.iter().map(|m| Sha256::digest(m).into()).collect()
-            };
-            std::hint::black_box(v);
-            reps += 1;
-        }
-        (bytes * reps) as f64 / start.elapsed().as_secs_f64() / 1e9
+        pool.install(|| {
+            let start = Instant::now();
+            let mut reps = 0usize;
+            while reps == 0 || start.elapsed().as_millis() < 300 {
+                let v = rt.block_on(svc.sha256_batch(msgs)).map_err(err)?;
+                std::hint::black_box(v);
+                reps += 1;
+            }
+            Ok((bytes * reps) as f64 / start.elapsed().as_secs_f64() / 1e9)
+        })
     };
-    vec![
-        CpuRow {
-            threads: 1,
-            message_bytes: large,
-            messages: big.len(),
-            gbytes_per_s: time(&big, false),
-        },
-        CpuRow {
-            threads,
-            message_bytes: large,
-            messages: big.len(),
-            gbytes_per_s: time(&big, true),
-        },
-        CpuRow {
-            threads: 1,
-            message_bytes: 100,
-            messages: small.len(),
-            gbytes_per_s: time(&small, false),
-        },
-        CpuRow {
-            threads,
-            message_bytes: 100,
-            messages: small.len(),
-            gbytes_per_s: time(&small, true),
-        },
-    ]
+    let mut rows = Vec::new();
+    for (msgs, size) in [(&big, large), (&small, 100)] {
+        for threads in [1, all] {
+            rows.push(CpuRow {
+                threads,
+                message_bytes: size,
+                messages: msgs.len(),
+                gbytes_per_s: time(msgs, threads)?,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Yosys area reports written by `cargo xtask synth` (target/synth/<top>.json), if present.
+fn area_reports() -> Vec<Area> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/synth");
+    ["sha256_engine", "bpu_top"]
+        .iter()
+        .filter_map(|top| {
+            let text = std::fs::read_to_string(dir.join(format!("{top}.json"))).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            Some(Area {
+                top: (*top).to_string(),
+                cells: v,
+            })
+        })
+        .collect()
+}
+
+/// A Yosys `synth_xilinx` resource count.
+#[derive(Debug, Serialize)]
+pub struct Area {
+    pub top: String,
+    pub cells: serde_json::Value,
 }
 
 impl HashReport {
@@ -321,6 +342,27 @@ impl HashReport {
                 r.messages,
                 fmt_rate(r.gbytes_per_s)
             ));
+        }
+        if self.area.is_empty() {
+            o.push_str("\nArea: run `cargo xtask synth --top sha256_engine` and `cargo xtask synth` first.\n");
+        } else {
+            o.push_str("\n| Yosys synth_xilinx | LUT | FF | DSP | BRAM |\n| --- | --- | --- | --- | --- |\n");
+            for a in &self.area {
+                let g = |k: &str| {
+                    a.cells
+                        .get(k)
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or(0)
+                };
+                o.push_str(&format!(
+                    "| {} | {} | {} | {} | {} |\n",
+                    a.top,
+                    g("luts"),
+                    g("ffs"),
+                    g("dsps"),
+                    g("bram")
+                ));
+            }
         }
         o
     }

@@ -40,6 +40,8 @@ impl Completion {
 }
 
 /// Called once with the command's outcome: the completion, a timeout, or an abort by reset.
+/// It runs on the driver's reaper thread: keep it short, and never call `Device::reset` from it
+/// (the reaper holds the device's gate; ask another thread to reset instead).
 pub type Callback = Box<dyn FnOnce(Result<Completion>) + Send>;
 
 /// One command to submit: the entry (its `cid` is assigned here), the buffers it names, and
