@@ -237,24 +237,18 @@ fn cpu_rows(large: usize, small_count: usize) -> Result<Vec<CpuRow>, String> {
         .enable_all()
         .build()
         .map_err(err)?;
-    let svc = CryptoService::cpu();
     // Repeat until at least 300 ms have passed so that thread start-up and timer noise vanish.
     let time = |msgs: &[Vec<u8>], threads: usize| -> Result<f64, String> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(err)?;
+        let svc = CryptoService::cpu_with_threads(threads).map_err(err)?;
         let bytes: usize = msgs.iter().map(Vec::len).sum();
-        pool.install(|| {
-            let start = Instant::now();
-            let mut reps = 0usize;
-            while reps == 0 || start.elapsed().as_millis() < 300 {
-                let v = rt.block_on(svc.sha256_batch(msgs)).map_err(err)?;
-                std::hint::black_box(v);
-                reps += 1;
-            }
-            Ok((bytes * reps) as f64 / start.elapsed().as_secs_f64() / 1e9)
-        })
+        let start = Instant::now();
+        let mut reps = 0usize;
+        while reps == 0 || start.elapsed().as_millis() < 300 {
+            let v = rt.block_on(svc.sha256_batch(msgs)).map_err(err)?;
+            std::hint::black_box(v);
+            reps += 1;
+        }
+        Ok((bytes * reps) as f64 / start.elapsed().as_secs_f64() / 1e9)
     };
     let mut rows = Vec::new();
     for (msgs, size) in [(&big, large), (&small, 100)] {

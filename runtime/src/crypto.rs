@@ -88,7 +88,8 @@ const BPU_JOB_BYTES: usize = 8 << 20;
 const BPU_MAX_JOBS: usize = 256;
 
 enum Backend {
-    Cpu,
+    /// Software; large inputs run on this pool, or rayon's global pool when `None`.
+    Cpu(Option<Arc<rayon::ThreadPool>>),
     Bpu(Bpu),
 }
 
@@ -100,12 +101,25 @@ pub struct CryptoService {
 }
 
 impl CryptoService {
-    /// The software backend.
+    /// The software backend on rayon's global thread pool (all cores).
     pub fn cpu() -> CryptoService {
         CryptoService {
-            backend: Arc::new(Backend::Cpu),
+            backend: Arc::new(Backend::Cpu(None)),
             counters: Arc::default(),
         }
+    }
+
+    /// The software backend on its own pool of `threads` threads (to cap its share of the cores).
+    pub fn cpu_with_threads(threads: usize) -> Result<CryptoService> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("bpu-crypto-{i}"))
+            .build()
+            .map_err(|e| Error::TooLarge(format!("cannot start {threads} crypto threads: {e}")))?;
+        Ok(CryptoService {
+            backend: Arc::new(Backend::Cpu(Some(Arc::new(pool)))),
+            counters: Arc::default(),
+        })
     }
 
     /// A BPU backend on an open device (it must have a SHA-256 engine).
@@ -129,7 +143,7 @@ impl CryptoService {
     /// `cpu` or the device's transport description.
     pub fn backend_name(&self) -> String {
         match &*self.backend {
-            Backend::Cpu => "cpu".into(),
+            Backend::Cpu(_) => "cpu".into(),
             Backend::Bpu(b) => b.device.info().transport.clone(),
         }
     }
@@ -137,7 +151,7 @@ impl CryptoService {
     /// The device under a BPU backend.
     pub fn device(&self) -> Option<&Device> {
         match &*self.backend {
-            Backend::Cpu => None,
+            Backend::Cpu(_) => None,
             Backend::Bpu(b) => Some(&b.device),
         }
     }
@@ -178,12 +192,12 @@ impl CryptoService {
     pub async fn merkle_root(&self, leaves: &[Digest]) -> Result<Digest> {
         let start = Instant::now();
         let r = match &*self.backend {
-            Backend::Cpu => {
+            Backend::Cpu(pool) => {
                 if leaves.len() * 64 <= CPU_INLINE_BYTES {
                     merkle::root(leaves)
                 } else {
                     let owned = leaves.to_vec();
-                    on_rayon(move || {
+                    on_rayon(pool.as_deref(), move || {
                         let mut level = owned;
                         while level.len() > 1 {
                             let mut up: Vec<Digest> = level
@@ -226,13 +240,15 @@ impl CryptoService {
         let start = Instant::now();
         let bytes: usize = msgs.iter().map(|m| m.as_ref().len()).sum();
         let out = match &*self.backend {
-            Backend::Cpu => {
+            Backend::Cpu(pool) => {
                 if bytes <= CPU_INLINE_BYTES && msgs.len() <= 64 {
                     msgs.iter().map(|m| cpu_hash(prefix, m.as_ref())).collect()
                 } else {
                     let owned: Vec<Vec<u8>> = msgs.iter().map(|m| m.as_ref().to_vec()).collect();
-                    on_rayon(move || owned.par_iter().map(|m| cpu_hash(prefix, m)).collect())
-                        .await?
+                    on_rayon(pool.as_deref(), move || {
+                        owned.par_iter().map(|m| cpu_hash(prefix, m)).collect()
+                    })
+                    .await?
                 }
             }
             Backend::Bpu(b) => {
@@ -267,12 +283,20 @@ fn cpu_hash(prefix: Option<u8>, m: &[u8]) -> Digest {
     Digest(h.finalize().into())
 }
 
-/// Runs CPU-heavy work on rayon's pool and awaits it without blocking the async executor.
-async fn on_rayon<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+/// Runs CPU-heavy work on a rayon pool (its parallel iterators stay on that pool) and awaits it
+/// without blocking the async executor.
+async fn on_rayon<T: Send + 'static>(
+    pool: Option<&rayon::ThreadPool>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
     let (tx, rx) = oneshot::channel();
-    rayon::spawn(move || {
+    let job = move || {
         let _ = tx.send(f());
-    });
+    };
+    match pool {
+        Some(p) => p.spawn(job),
+        None => rayon::spawn(job),
+    }
     rx.await.map_err(|_| Error::Closed)
 }
 
