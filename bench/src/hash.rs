@@ -326,7 +326,7 @@ impl HashReport {
             ));
         }
         o.push_str(
-            "\n| CPU threads | message | messages | measured |\n| --- | --- | --- | --- |\n",
+            "\n| CPU backend threads | message | messages | measured |\n| --- | --- | --- | --- |\n",
         );
         for r in &self.cpu_rows {
             o.push_str(&format!(
