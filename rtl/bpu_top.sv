@@ -69,7 +69,14 @@ module bpu_top #(
   localparam int unsigned NE = 1;              // engine types
   localparam int unsigned NI = SHA_N;          // engine instances, all types
   localparam int unsigned NC = NI + 1;         // DMA clients: engines, then the queue manager
-  localparam int unsigned CPL_W = 8 + 16 + 15 + 32;
+  // Completion stream payload: result, cid, status, qid, each starting on a 16-bit boundary
+  // within 32-bit words (the rest is constant 0 padding, which synthesis removes). Aligned
+  // fields keep the packing and unpacking cheap to simulate.
+  localparam int unsigned CPL_W      = 96;
+  localparam int unsigned CPL_RESULT = 0;    // [31:0]
+  localparam int unsigned CPL_CID    = 32;   // [47:32]
+  localparam int unsigned CPL_STATUS = 48;   // [62:48]
+  localparam int unsigned CPL_QID    = 64;   // [71:64]
 
   // ---------------------------------------------------------------------------------------------
   // Registers and soft reset
@@ -145,8 +152,8 @@ module bpu_top #(
     .err_set_o(qm_err), .irq_o(irq_o), .idle_o(qm_idle),
     .m_cmd_valid_o(qm_cmd_valid), .m_cmd_ready_i(qm_cmd_ready), .m_cmd_sqe_o(qm_cmd_sqe), .m_cmd_qid_o(qm_cmd_qid),
     .s_cpl_valid_i(cpl_valid), .s_cpl_ready_o(cpl_ready),
-    .s_cpl_qid_i(cpl_data[CPL_W-1 -: 8]), .s_cpl_cid_i(cpl_data[CPL_W-9 -: 16]),
-    .s_cpl_status_i(cpl_data[CPL_W-25 -: 15]), .s_cpl_result_i(cpl_data[31:0]),
+    .s_cpl_qid_i(cpl_data[CPL_QID +: 8]), .s_cpl_cid_i(cpl_data[CPL_CID +: 16]),
+    .s_cpl_status_i(cpl_data[CPL_STATUS +: 15]), .s_cpl_result_i(cpl_data[CPL_RESULT +: 32]),
     .m_rd_req_valid_o(c_rd_req_valid[NI]), .m_rd_req_ready_i(c_rd_req_ready[NI]),
     .m_rd_req_addr_o(c_rd_req_addr[64*NI +: 64]), .m_rd_req_len_o(c_rd_req_len[16*NI +: 16]),
     .s_rd_valid_i(c_rd_valid[NI]), .s_rd_ready_o(c_rd_ready[NI]), .s_rd_data_i(c_rd_data),
@@ -174,8 +181,9 @@ module bpu_top #(
     .s_cmd_valid_i(qm_cmd_valid), .s_cmd_ready_o(qm_cmd_ready), .s_cmd_sqe_i(qm_cmd_sqe), .s_cmd_qid_i(qm_cmd_qid),
     .m_cmd_valid_o(e_cmd_valid), .m_cmd_ready_i(e_cmd_ready), .m_cmd_sqe_o(e_cmd_sqe), .m_cmd_qid_o(e_cmd_qid),
     .m_cpl_valid_o(src_valid[NI]), .m_cpl_ready_i(src_ready[NI]),
-    .m_cpl_qid_o(src_data[CPL_W*NI + CPL_W-1 -: 8]), .m_cpl_cid_o(src_data[CPL_W*NI + CPL_W-9 -: 16]),
-    .m_cpl_status_o(src_data[CPL_W*NI + CPL_W-25 -: 15]), .m_cpl_result_o(src_data[CPL_W*NI +: 32])
+    .m_cpl_qid_o(src_data[CPL_W*NI + CPL_QID +: 8]), .m_cpl_cid_o(src_data[CPL_W*NI + CPL_CID +: 16]),
+    .m_cpl_status_o(src_data[CPL_W*NI + CPL_STATUS +: 15]),
+    .m_cpl_result_o(src_data[CPL_W*NI + CPL_RESULT +: 32])
   );
 
   for (genvar i = 0; i < NI; i++) begin : g_sha
@@ -183,8 +191,9 @@ module bpu_top #(
       .clk_i, .rst_ni(dp_rst_n),
       .s_cmd_valid_i(e_cmd_valid[i]), .s_cmd_ready_o(e_cmd_ready[i]), .s_cmd_sqe_i(e_cmd_sqe), .s_cmd_qid_i(e_cmd_qid),
       .m_cpl_valid_o(src_valid[i]), .m_cpl_ready_i(src_ready[i]),
-      .m_cpl_qid_o(src_data[CPL_W*i + CPL_W-1 -: 8]), .m_cpl_cid_o(src_data[CPL_W*i + CPL_W-9 -: 16]),
-      .m_cpl_status_o(src_data[CPL_W*i + CPL_W-25 -: 15]), .m_cpl_result_o(src_data[CPL_W*i +: 32]),
+      .m_cpl_qid_o(src_data[CPL_W*i + CPL_QID +: 8]), .m_cpl_cid_o(src_data[CPL_W*i + CPL_CID +: 16]),
+      .m_cpl_status_o(src_data[CPL_W*i + CPL_STATUS +: 15]),
+      .m_cpl_result_o(src_data[CPL_W*i + CPL_RESULT +: 32]),
       .stall_i(eng_stall[i]), .busy_o(e_busy[i]),
       .m_rd_req_valid_o(c_rd_req_valid[i]), .m_rd_req_ready_i(c_rd_req_ready[i]),
       .m_rd_req_addr_o(c_rd_req_addr[64*i +: 64]), .m_rd_req_len_o(c_rd_req_len[16*i +: 16]),
@@ -195,6 +204,12 @@ module bpu_top #(
       .m_wr_valid_o(c_wr_valid[i]), .m_wr_ready_i(c_wr_ready[i]), .m_wr_data_o(c_wr_data[DW*i +: DW]),
       .m_wr_last_o(c_wr_last[i]), .s_wr_done_valid_i(c_wr_done[i]), .s_wr_done_err_i(c_wr_done_err)
     );
+  end
+
+  // Padding bits of the completion payloads.
+  for (genvar i = 0; i < NC; i++) begin : g_cpl_pad
+    assign src_data[CPL_W*i + CPL_STATUS + 15]           = 1'b0;
+    assign src_data[CPL_W*i + CPL_QID + 8 +: CPL_W - 72] = '0;
   end
 
   stream_arbiter #(.N(NC), .W(CPL_W)) u_cpl_arb (
@@ -256,9 +271,11 @@ module bpu_top #(
     .m_axi_rvalid_i, .m_axi_rready_o, .m_axi_rdata_i, .m_axi_rresp_i, .m_axi_rlast_i
   );
 
-  // Mask bits above the instance count and the dispatcher's grant bit drive nothing.
+  // Mask bits above the instance count, the dispatcher's grant bit and the completion padding
+  // drive nothing.
   logic unused_bits;
-  assign unused_bits = ^{eng_enable, eng_stall, src_grant};
+  assign unused_bits = ^{eng_enable, eng_stall, src_grant, cpl_data[CPL_STATUS + 15],
+                        cpl_data[CPL_W-1:CPL_QID + 8]};
 
   assign dp_idle = qm_idle && (e_busy == '0) && !cpl_valid && dma_idle;
   assign idle_o  = dp_idle;

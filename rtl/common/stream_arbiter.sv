@@ -45,7 +45,13 @@ module stream_arbiter #(
   end
 
   assign m_valid_o = any;
-  assign m_data_o  = s_data_i[W*pick +: W];
+  // Constant-index mux: a variable part-select of a wide vector is slow to simulate.
+  always_comb begin
+    m_data_o = '0;
+    for (int i = 0; i < N; i++) begin
+      if (pick == IW'(i)) m_data_o = s_data_i[W*i +: W];
+    end
+  end
 
   always_ff @(posedge clk_i) begin
     if (!rst_ni) rr_q <= '0;

@@ -100,42 +100,23 @@ module sha256_core (
 
   // ---------------------------------------------------------------------------------------------
   // State. Word i of a 256/512-bit vector is bits [32i+31:32i] (SHA word order, not byte order).
+  //
+  // Simulation speed: the round, the schedule step, the byte swaps and the chaining addition are
+  // computed inside the register-update branches that use them, not as free-running
+  // combinational logic, so a cycle-based simulator (Verilator evaluates all combinational logic
+  // every cycle) only pays for them when they are used. They are written word by word with
+  // 32-bit helpers and temporaries: Verilator zero-fills every wide function result and wide
+  // local variable on each evaluation, whether used or not. For the same reason the chaining
+  // value is kept in digest byte order, so the digest output is a plain wire. The hardware is
+  // the same: byte swaps are wiring, and the round logic feeds the same registers.
 
   logic         busy_q;        // a block is being compressed
   logic [5:0]   round_q;       // round being computed while busy_q
   logic         last_q;        // the block in progress is the message's last
   logic         dig_valid_q;   // hash_q holds a finished digest not yet taken
-  logic [255:0] hash_q;        // chaining value H0..H7 (the digest once the last block is done)
+  logic [255:0] hash_q;        // chaining value H0..H7, each word byte-swapped (= the digest bytes)
   logic [255:0] work_q;        // working variables a..h (a = word 0)
   logic [511:0] win_q;         // message schedule window W[t..t+15] (W[t] = word 0)
-
-  // ---------------------------------------------------------------------------------------------
-  // One round and one schedule step (combinational)
-
-  logic [31:0]  a, b, c, d, e, f, g, h;
-  logic [31:0]  t1, t2;
-  logic [255:0] work_next;     // a..h after this round
-  logic [31:0]  w_new;         // W[t+16]
-  logic [511:0] blk_words;     // the input block as 16 big-endian words
-  logic [255:0] hash_sum;      // chaining value + work_next (used after round 63)
-  logic [255:0] hash_base;     // chaining value a new block starts from
-
-  always_comb begin
-    {h, g, f, e, d, c, b, a} = work_q;
-    t1 = h + bsig1(e) + ((e & f) ^ (~e & g)) + round_k(round_q) + win_q[31:0];
-    t2 = bsig0(a) + ((a & b) ^ (a & c) ^ (b & c));
-    work_next = {g, f, e, d + t1, c, b, a, t1 + t2};
-
-    w_new = ssig1(win_q[14*32 +: 32]) + win_q[9*32 +: 32] + ssig0(win_q[1*32 +: 32]) + win_q[31:0];
-
-    for (int i = 0; i < 8; i++) begin
-      hash_sum[i*32 +: 32] = hash_q[i*32 +: 32] + work_next[i*32 +: 32];
-    end
-    for (int i = 0; i < 16; i++) begin
-      blk_words[i*32 +: 32] = bswap(s_blk_data_i[i*32 +: 32]);
-    end
-    hash_base = s_blk_first_i ? H_INIT : hash_q;
-  end
 
   // ---------------------------------------------------------------------------------------------
   // Control
@@ -170,28 +151,49 @@ module sha256_core (
   end
 
   // Datapath registers (no reset needed: only read while busy_q / dig_valid_q).
-  always_ff @(posedge clk_i) begin
-    if (blk_take) begin
-      hash_q <= hash_base;
-      work_q <= hash_base;
-      win_q  <= blk_words;
-    end else if (busy_q && !stall_i) begin
-      work_q <= work_next;
-      win_q  <= {w_new, win_q[511:32]};
-      if (round_q == 6'd63) begin
-        hash_q <= hash_sum;
-      end
+  // The accept cycle loads the window with the block as big-endian words and starts from H0
+  // (first block) or the chaining value. Each round cycle computes T1/T2 from a..h, K[t] and
+  // W[t] (window word 0) and shifts W[t+16] = s1(W[t+14]) + W[t+9] + s0(W[t+1]) + W[t] into the
+  // window; the chaining-value addition (hash + a..h after the round) is folded into round 63.
+  always_ff @(posedge clk_i) begin : datapath
+    logic [31:0] a, b, c, d, e, f, g, h, t1, t2;
+    // Round temporaries, only meaningful in a round cycle. The defaults make them combinational
+    // (synthesis would otherwise keep them in registers for the cycles that do not assign them).
+    {h, g, f, e, d, c, b, a, t1, t2} = '0;
+    // Statement order (not logic): each register is read before it is updated anywhere in the
+    // block (blk_take implies !busy_q, so the two branches are exclusive), which lets the
+    // simulator update the registers in place instead of through full shadow copies each cycle.
+    if (busy_q && !stall_i) begin
+      {h, g, f, e, d, c, b, a} = work_q;
+      t1 = h + bsig1(e) + ((e & f) ^ (~e & g)) + round_k(round_q) + win_q[31:0];
+      t2 = bsig0(a) + ((a & b) ^ (a & c) ^ (b & c));
+      work_q <= {g, f, e, d + t1, c, b, a, t1 + t2};
+      win_q  <= {ssig1(win_q[14*32 +: 32]) + win_q[9*32 +: 32] + ssig0(win_q[1*32 +: 32]) +
+                 win_q[31:0], win_q[511:32]};
+    end else if (blk_take) begin
+      work_q <= s_blk_first_i ? H_INIT :
+                {bswap(hash_q[7*32 +: 32]), bswap(hash_q[6*32 +: 32]), bswap(hash_q[5*32 +: 32]),
+                 bswap(hash_q[4*32 +: 32]), bswap(hash_q[3*32 +: 32]), bswap(hash_q[2*32 +: 32]),
+                 bswap(hash_q[1*32 +: 32]), bswap(hash_q[0*32 +: 32])};
+      for (int i = 0; i < 16; i++) win_q[i*32 +: 32] <= bswap(s_blk_data_i[i*32 +: 32]);
+    end
+    if (busy_q && !stall_i && round_q == 6'd63) begin
+      // The chaining value plus a..h after the round: {g, f, e, d + t1, c, b, a, t1 + t2}.
+      hash_q <= {bswap(bswap(hash_q[7*32 +: 32]) + g), bswap(bswap(hash_q[6*32 +: 32]) + f),
+                 bswap(bswap(hash_q[5*32 +: 32]) + e), bswap(bswap(hash_q[4*32 +: 32]) + d + t1),
+                 bswap(bswap(hash_q[3*32 +: 32]) + c), bswap(bswap(hash_q[2*32 +: 32]) + b),
+                 bswap(bswap(hash_q[1*32 +: 32]) + a), bswap(bswap(hash_q[0*32 +: 32]) + t1 + t2)};
+    end else if (blk_take && s_blk_first_i) begin
+      hash_q <= {bswap(H_INIT[7*32 +: 32]), bswap(H_INIT[6*32 +: 32]), bswap(H_INIT[5*32 +: 32]),
+                 bswap(H_INIT[4*32 +: 32]), bswap(H_INIT[3*32 +: 32]), bswap(H_INIT[2*32 +: 32]),
+                 bswap(H_INIT[1*32 +: 32]), bswap(H_INIT[0*32 +: 32])};
     end
   end
 
   // ---------------------------------------------------------------------------------------------
-  // Output: big-endian words back to bytes.
+  // Output: the chaining value is already in byte order.
 
   assign m_dig_valid_o = dig_valid_q;
-  always_comb begin
-    for (int i = 0; i < 8; i++) begin
-      m_dig_data_o[i*32 +: 32] = bswap(hash_q[i*32 +: 32]);
-    end
-  end
+  assign m_dig_data_o  = hash_q;
 
 endmodule

@@ -435,33 +435,35 @@ module sha256_engine #(
     end
   end
 
-  // FIFO and header queue registers.
+  // FIFO and header queue pointers, and the storage writes (no reset: can map to distributed
+  // RAM). Statement order, not logic: the pointers are read before they are updated and the reset
+  // branch comes last, which lets the simulator update most of them in place instead of through
+  // shadow copies every cycle.
+  logic [AW:0] wptr_inc;
+  assign wptr_inc = wptr_q + 1'b1;
+
   always_ff @(posedge clk_i) begin
-    if (!rst_ni || clr) begin
-      wptr_q    <= '0;
-      cptr_q    <= '0;
-      rptr_q    <= '0;
-      mq_wptr_q <= '0;
-      mq_rptr_q <= '0;
-    end else begin
+    if (fifo_push) fifo_mem[wptr_q[AW-1:0]] <= s_rd_data_i;
+    if (mq_push)   mq_mem[mq_wptr_q[1:0]]   <= rd_left_q;
+    if (rst_ni && !clr) begin
       if (fifo_push) begin
         if (s_rd_last_i && s_rd_err_i) begin
           wptr_q <= cptr_q;            // drop the failed chunk
         end else begin
-          wptr_q <= wptr_q + 1'b1;
-          if (s_rd_last_i) cptr_q <= wptr_q + 1'b1;
+          wptr_q <= wptr_inc;
+          if (s_rd_last_i) cptr_q <= wptr_inc;
         end
       end
       if (fifo_pop) rptr_q <= rptr_q + 1'b1;
       if (mq_push)  mq_wptr_q <= mq_wptr_q + 3'd1;
       if (mq_pop)   mq_rptr_q <= mq_rptr_q + 3'd1;
+    end else begin
+      wptr_q    <= '0;
+      cptr_q    <= '0;
+      rptr_q    <= '0;
+      mq_wptr_q <= '0;
+      mq_rptr_q <= '0;
     end
-  end
-
-  // Storage without reset (can map to distributed RAM).
-  always_ff @(posedge clk_i) begin
-    if (fifo_push) fifo_mem[wptr_q[AW-1:0]] <= s_rd_data_i;
-    if (mq_push)   mq_mem[mq_wptr_q[1:0]]   <= rd_left_q;
   end
 
   // ---------------------------------------------------------------------------------------------
@@ -539,7 +541,6 @@ module sha256_engine #(
   always_ff @(posedge clk_i) begin
     if (!rst_ni || clr) begin
       w_state_q <= W_IDLE;
-      wbuf_q    <= '0;
       wbeat_q   <= '0;
       wr_addr_q <= '0;
       wr_cnt_q  <= '0;
@@ -552,7 +553,6 @@ module sha256_engine #(
       case (w_state_q)
         W_IDLE: begin
           if (dig_valid && dig_ready) begin
-            wbuf_q    <= WB'(dig_data);
             wbeat_q   <= '0;
             w_state_q <= W_REQ;
           end
@@ -562,7 +562,6 @@ module sha256_engine #(
         end
         W_DATA: begin
           if (wr_beat) begin
-            wbuf_q  <= wbuf_q >> DW;
             wbeat_q <= wbeat_q + 3'd1;
             if (m_wr_last_o) w_state_q <= W_WAIT;
           end
@@ -580,6 +579,19 @@ module sha256_engine #(
         end
         default: w_state_q <= W_IDLE;
       endcase
+    end
+  end
+
+  // The digest shift register, with the writer's update conditions. The shift comes first so
+  // that its read of wbuf_q precedes every update of it in the block, which lets the simulator
+  // update the register in place instead of through a full shadow copy every cycle.
+  always_ff @(posedge clk_i) begin
+    if (rst_ni && !clr && !start && w_state_q == W_DATA && wr_beat) begin
+      wbuf_q <= wbuf_q >> DW;
+    end else if (!rst_ni || clr) begin
+      wbuf_q <= '0;
+    end else if (!start && w_state_q == W_IDLE && dig_valid && dig_ready) begin
+      wbuf_q <= WB'(dig_data);
     end
   end
 

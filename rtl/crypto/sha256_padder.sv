@@ -58,31 +58,28 @@ module sha256_padder #(
   logic          last_q;    // blk_q is the message's last block
 
   // ---------------------------------------------------------------------------------------------
-  // Combinational: the beat to place and where the message ends.
+  // Combinational: what happens to the input beat this cycle (narrow control only).
+  //
+  // Simulation speed: the data-path values (the shifted beat, the final beat with its 0x80
+  // marker, the length field) are formed inside the register-update branches that use them,
+  // byte or word at a time, so a cycle-based simulator only evaluates them when a beat is placed
+  // (and Verilator does not zero-fill wide temporaries every cycle). The hardware is the same.
 
   logic            go;          // may make progress this cycle
   logic            flush;       // no data left: place the final beat from the carry alone
   logic            fin_in;      // the input beat is the message's last
   logic [LB:0]     n_in;        // data bytes in the input beat
   logic [LB+1:0]   n_tot;       // bytes in the shifted beat (input + carry)
-  logic [DW-1:0]   src;         // input beat (zero on flush)
-  logic [DW-1:0]   shifted;     // carry byte in lane 0 when cc_q, input above it
   logic            place_full;  // place a full beat this cycle
   logic            place_fin;   // place the final partial beat (0x80 marker) this cycle
   logic [LB-1:0]   k;           // message bytes in the final beat (< B)
-  logic [DW-1:0]   fin_beat;    // final beat: k bytes, 0x80, zeros
-  logic [6:0]      pos;         // block position of the 0x80 marker
-  logic            len_fits;    // the length field fits after the marker (pos <= 55)
-  logic [63:0]     bitlen;
-  logic [511:0]    len_field;   // bit length in bytes 56..63, big-endian
+  logic            len_fits;    // the length fits after the marker (block position <= 55)
 
   assign go     = !stall_i && !clear_i;
   assign flush  = (left_q == 32'd0);
   assign fin_in = (left_q <= 32'(B));
   assign n_in   = fin_in ? left_q[LB:0] : (LB+1)'(B);
   assign n_tot  = {1'b0, n_in} + {{(LB+1){1'b0}}, cc_q};
-  assign src    = flush ? '0 : s_dat_data_i;
-  assign shifted = cc_q ? {src[DW-9:0], carry_q} : src;
 
   assign s_msg_ready_o = (state_q == P_IDLE) && go;
   assign s_dat_ready_o = (state_q == P_DATA) && !full_q && !flush && go;
@@ -104,24 +101,23 @@ module sha256_padder #(
         end
       end
     end
-
-    for (int i = 0; i < B; i++) begin
-      if (i < 32'(k))       fin_beat[i*8 +: 8] = shifted[i*8 +: 8];
-      else if (i == 32'(k)) fin_beat[i*8 +: 8] = 8'h80;
-      else                   fin_beat[i*8 +: 8] = 8'h00;
-    end
-
-    pos      = 7'(slot_q) * 7'(B) + 7'(k);
-    len_fits = (pos <= 7'd55);
-    bitlen = {28'd0, tot_q, 3'b000};
-    len_field = '0;
-    for (int j = 0; j < 8; j++) begin
-      len_field[(56 + j)*8 +: 8] = bitlen[(7 - j)*8 +: 8];
-    end
+    len_fits = (7'(slot_q) * 7'(B) + 7'(k)) <= 7'd55;
   end
+
+  // The 64-bit big-endian bit length 8*tot, as bytes 56..63 of a block (byte 56 in bits 7:0).
+  function automatic logic [63:0] len_be(input logic [32:0] tot);
+    logic [63:0] bitlen;
+    bitlen = {28'd0, tot, 3'b000};
+    for (int j = 0; j < 8; j++) len_be[j*8 +: 8] = bitlen[(7 - j)*8 +: 8];
+  endfunction
 
   // ---------------------------------------------------------------------------------------------
   // Block register and message state.
+  //
+  // A placed beat is the input beat (zero on flush) shifted up one lane with the carry byte in
+  // lane 0 when cc_q. The final beat keeps its first k bytes, then 0x80, then zeros; the slots
+  // after it are zero, and when the marker lies at or before byte 55 the length goes in bytes
+  // 56..63 (the last 8 bytes of the block, which are zero in the final beat in that case).
 
   always_ff @(posedge clk_i) begin
     if (!rst_ni || clear_i) begin
@@ -156,9 +152,14 @@ module sha256_padder #(
 
         P_DATA: begin
           if (place_full) begin
-            blk_q[32'(slot_q)*DW +: DW] <= shifted;
+            // Constant-index slot writes (a mux per slot) rather than a variable part-select.
+            for (int s = 0; s < NSLOT; s++) begin
+              if (s == 32'(slot_q)) begin
+                blk_q[s*DW +: DW] <= cc_q ? {s_dat_data_i[DW-9:0], carry_q} : s_dat_data_i;
+              end
+            end
             left_q  <= left_q - 32'(n_in);
-            carry_q <= src[DW-1 -: 8];
+            carry_q <= s_dat_data_i[DW-1 -: 8];
             cc_q    <= cc_q && (n_in == (LB+1)'(B));
             if (32'(slot_q) == NSLOT - 1) begin
               slot_q <= '0;
@@ -169,13 +170,26 @@ module sha256_padder #(
             end
           end else if (place_fin) begin
             // The final beat, then zeros up to the end of the block, then the length if it fits.
+            // Message byte i of the final beat is the carry for i = 0 when cc_q, else input byte
+            // i - cc_q (the guard on i - 1 only keeps the index in range where it is not used).
             for (int s = 0; s < NSLOT; s++) begin
               if (s == 32'(slot_q)) begin
-                blk_q[s*DW +: DW] <= fin_beat | (len_field[s*DW +: DW] & {DW{len_fits}});
+                for (int i = 0; i < B; i++) begin
+                  if (i < 32'(k)) begin
+                    if (i == 0)     blk_q[s*DW +: 8] <= cc_q ? carry_q : s_dat_data_i[7:0];
+                    else if (cc_q)  blk_q[s*DW + i*8 +: 8] <= s_dat_data_i[(i > 0 ? i - 1 : 0)*8 +: 8];
+                    else            blk_q[s*DW + i*8 +: 8] <= s_dat_data_i[i*8 +: 8];
+                  end else if (i == 32'(k)) begin
+                    blk_q[s*DW + i*8 +: 8] <= 8'h80;
+                  end else begin
+                    blk_q[s*DW + i*8 +: 8] <= 8'h00;
+                  end
+                end
               end else if (s > 32'(slot_q)) begin
-                blk_q[s*DW +: DW] <= len_field[s*DW +: DW] & {DW{len_fits}};
+                blk_q[s*DW +: DW] <= '0;
               end
             end
+            if (len_fits) blk_q[511 -: 64] <= len_be(tot_q);
             left_q <= '0;
             cc_q   <= 1'b0;
             full_q <= 1'b1;
@@ -191,7 +205,7 @@ module sha256_padder #(
 
         P_LEN: begin
           if (!full_q && go) begin
-            blk_q   <= len_field;
+            blk_q   <= {len_be(tot_q), 448'd0};
             full_q  <= 1'b1;
             last_q  <= 1'b1;
             state_q <= P_WAIT;

@@ -118,12 +118,10 @@ module bpu_regs #(
   wire        do_write = aw_now && w_now && !bvalid_q;
   wire        do_read  = s_axil_arvalid_i && !rvalid_q;
 
-  logic [31:0] wr_data;
-  always_comb begin
-    for (int b = 0; b < 4; b++) begin
-      wr_data[8*b +: 8] = wr_strb[b] ? wr_data_raw[8*b +: 8] : 8'h00;
-    end
-  end
+  // Write data with the bytes whose strobe is low cleared.
+  function automatic logic [31:0] strobed(input logic [31:0] d, input logic [3:0] strb);
+    for (int b = 0; b < 4; b++) strobed[8*b +: 8] = strb[b] ? d[8*b +: 8] : 8'h00;
+  endfunction
 
   // ---------------------------------------------------------------------------------------------
   // Address decode (shared by reads and writes)
@@ -152,73 +150,39 @@ module bpu_regs #(
     q_off = 16'((32'(a) - Q_BASE) % Q_STRIDE);
   endfunction
 
-  // Read mux: returns {hit, data}.
-  logic        rd_hit;
-  logic [31:0] rd_val;
-  always_comb begin
-    logic [15:0] a;
-    int unsigned e, q;
-    a = s_axil_araddr_i & 16'hFFFC;
-    rd_hit = 1'b1;
-    rd_val = 32'h0;
-    e = 0;
-    q = 0;
+  // Simulation speed: the address decode and the read mux are evaluated inside the register
+  // update branches of a read or write (functions of the address, the read mux inline below),
+  // not as free-running combinational logic on the AXI-Lite address inputs, so a cycle-based
+  // simulator only evaluates them when an access happens. The hardware is the same.
+
+  // A read of this (word-aligned) address hits a register.
+  function automatic logic rd_hit(input logic [15:0] a);
     if (in_engine(a)) begin
-      e = eng_index(a);
       case (eng_off(a))
-        `BPU_ENGINE_ID:          rd_val = {ENG_VER[16*e +: 16], ENG_TYPE[16*e +: 16]};
-        `BPU_ENGINE_SHAPE:       rd_val = {(e + 1 < NE) ? 16'(ENG_BASE + (e + 1) * ENG_STRIDE) : 16'h0,
-                                           8'h0, ENG_INST[8*e +: 8]};
-        `BPU_ENGINE_OPCODES:     rd_val = {16'h0, ENG_OPCOUNT[8*e +: 8], ENG_OPFIRST[8*e +: 8]};
-        `BPU_ENGINE_ENABLE:      rd_val = eng_enable_q[32*e +: 32];
-        `BPU_ENGINE_STALL:       rd_val = eng_stall_q[32*e +: 32];
-        `BPU_ENGINE_OPS:         rd_val = eng_ops_q[32*e +: 32];
-        `BPU_ENGINE_BUSY_CYCLES: rd_val = eng_busy_q[32*e +: 32];
-        default:                 rd_hit = 1'b0;
+        `BPU_ENGINE_ID, `BPU_ENGINE_SHAPE, `BPU_ENGINE_OPCODES, `BPU_ENGINE_ENABLE,
+        `BPU_ENGINE_STALL, `BPU_ENGINE_OPS, `BPU_ENGINE_BUSY_CYCLES: rd_hit = 1'b1;
+        default: rd_hit = 1'b0;
       endcase
     end else if (in_queue(a)) begin
-      q = q_index(a);
       case (q_off(a))
-        `BPU_QUEUE_SQ_BASE_LO: rd_val = sq_base_q[64*q +: 32];
-        `BPU_QUEUE_SQ_BASE_HI: rd_val = sq_base_q[64*q + 32 +: 32];
-        `BPU_QUEUE_CQ_BASE_LO: rd_val = cq_base_q[64*q +: 32];
-        `BPU_QUEUE_CQ_BASE_HI: rd_val = cq_base_q[64*q + 32 +: 32];
-        `BPU_QUEUE_SIZE:       rd_val = {20'h0, cq_log2_q[4*q +: 4], 4'h0, sq_log2_q[4*q +: 4]};
-        `BPU_QUEUE_CTRL:       rd_val = {30'h0, q_irq_en_q[q], q_en_q[q]};
-        `BPU_QUEUE_COALESCE:   rd_val = {coal_time_q[16*q +: 16], 8'h0, coal_count_q[8*q +: 8]};
-        `BPU_QUEUE_SQ_TAIL:    rd_val = {16'h0, sq_tail_q[16*q +: 16]};
-        `BPU_QUEUE_CQ_HEAD:    rd_val = {16'h0, cq_head_q[16*q +: 16]};
-        `BPU_QUEUE_SQ_HEAD:    rd_val = {16'h0, q_sq_head_i[16*q +: 16]};
-        `BPU_QUEUE_CQ_TAIL:    rd_val = {16'h0, q_cq_tail_i[16*q +: 16]};
-        `BPU_QUEUE_STATUS:     rd_val = {30'h0, q_cq_full_i[q], q_fault_i[q]};
-        default:               rd_hit = 1'b0;
+        `BPU_QUEUE_SQ_BASE_LO, `BPU_QUEUE_SQ_BASE_HI, `BPU_QUEUE_CQ_BASE_LO, `BPU_QUEUE_CQ_BASE_HI,
+        `BPU_QUEUE_SIZE, `BPU_QUEUE_CTRL, `BPU_QUEUE_COALESCE, `BPU_QUEUE_SQ_TAIL,
+        `BPU_QUEUE_CQ_HEAD, `BPU_QUEUE_SQ_HEAD, `BPU_QUEUE_CQ_TAIL, `BPU_QUEUE_STATUS: rd_hit = 1'b1;
+        default: rd_hit = 1'b0;
       endcase
     end else begin
       case (a)
-        `BPU_GLOBAL_MAGIC:        rd_val = `BPU_MAGIC;
-        `BPU_GLOBAL_VERSION:      rd_val = {`BPU_VERSION_MAJOR, `BPU_VERSION_MINOR};
-        `BPU_GLOBAL_BUILD_ID:     rd_val = BUILD_ID;
-        `BPU_GLOBAL_CAPS:         rd_val = {8'h0, 8'(QLOG2_MAX), 8'(DW / 8), 8'(NQ)};
-        `BPU_GLOBAL_ENGINE_LIST:  rd_val = (NE > 0) ? ENG_BASE : 32'h0;
-        `BPU_GLOBAL_QUEUE_LAYOUT: rd_val = {16'(Q_STRIDE), 16'(Q_BASE)};
-        `BPU_GLOBAL_CTRL:         rd_val = {30'h0, rst_state_q != 2'd0, enable_q};
-        `BPU_GLOBAL_STATUS:       rd_val = {30'h0, idle_i, rst_state_q != 2'd0};
-        `BPU_GLOBAL_ERROR:        rd_val = {28'h0, error_q};
-        `BPU_GLOBAL_IRQ_STATUS:   rd_val = 32'(irq_status_q);
-        `BPU_GLOBAL_CYCLES_LO:    rd_val = cycles_q[31:0];
-        `BPU_GLOBAL_CYCLES_HI:    rd_val = cycles_hi_q;
-        `BPU_GLOBAL_SCRATCH:      rd_val = scratch_q;
-        default:                  rd_hit = 1'b0;
+        `BPU_GLOBAL_MAGIC, `BPU_GLOBAL_VERSION, `BPU_GLOBAL_BUILD_ID, `BPU_GLOBAL_CAPS,
+        `BPU_GLOBAL_ENGINE_LIST, `BPU_GLOBAL_QUEUE_LAYOUT, `BPU_GLOBAL_CTRL, `BPU_GLOBAL_STATUS,
+        `BPU_GLOBAL_ERROR, `BPU_GLOBAL_IRQ_STATUS, `BPU_GLOBAL_CYCLES_LO, `BPU_GLOBAL_CYCLES_HI,
+        `BPU_GLOBAL_SCRATCH: rd_hit = 1'b1;
+        default: rd_hit = 1'b0;
       endcase
     end
-  end
+  endfunction
 
-  // Write decode: which register a write hits, as one-hot strobes.
-  logic wr_hit;
-  always_comb begin
-    logic [15:0] a;
-    a = wr_addr & 16'hFFFC;
-    wr_hit = 1'b0;
+  // A write to this (word-aligned) address hits a register (read-only ones included).
+  function automatic logic wr_hit(input logic [15:0] a);
     if (in_engine(a)) begin
       wr_hit = (eng_off(a) == `BPU_ENGINE_ENABLE) || (eng_off(a) == `BPU_ENGINE_STALL) ||
                (eng_off(a) == `BPU_ENGINE_ID) || (eng_off(a) == `BPU_ENGINE_SHAPE) ||
@@ -229,7 +193,7 @@ module bpu_regs #(
     end else begin
       wr_hit = (a <= `BPU_GLOBAL_SCRATCH);
     end
-  end
+  endfunction
 
   // ---------------------------------------------------------------------------------------------
   // Soft reset sequencing: draining (abort DMA) -> one-cycle pulse -> idle.
@@ -273,23 +237,76 @@ module bpu_regs #(
         aw_held_q <= 1'b0;
         w_held_q  <= 1'b0;
         bvalid_q  <= 1'b1;
-        bresp_q   <= wr_hit ? RESP_OKAY : RESP_SLVERR;
+        bresp_q   <= wr_hit(wr_addr & 16'hFFFC) ? RESP_OKAY : RESP_SLVERR;
       end else if (bvalid_q && s_axil_bready_i) begin
         bvalid_q <= 1'b0;
       end
 
-      if (do_read) begin
+      if (do_read) begin : read
+        logic [15:0] a;
+        int unsigned e, q;
+        a = s_axil_araddr_i & 16'hFFFC;
         rvalid_q <= 1'b1;
-        rdata_q  <= rd_val;
-        rresp_q  <= rd_hit ? RESP_OKAY : RESP_SLVERR;
-        if ((s_axil_araddr_i & 16'hFFFC) == `BPU_GLOBAL_CYCLES_LO) cycles_hi_q <= cycles_q[63:32];
+        rresp_q  <= rd_hit(a) ? RESP_OKAY : RESP_SLVERR;
+        // Read mux; addresses that hit nothing read as 0.
+        rdata_q  <= 32'h0;
+        if (in_engine(a)) begin
+          e = eng_index(a);
+          case (eng_off(a))
+            `BPU_ENGINE_ID:          rdata_q <= {ENG_VER[16*e +: 16], ENG_TYPE[16*e +: 16]};
+            `BPU_ENGINE_SHAPE:       rdata_q <= {(e + 1 < NE) ? 16'(ENG_BASE + (e + 1) * ENG_STRIDE) : 16'h0,
+                                                 8'h0, ENG_INST[8*e +: 8]};
+            `BPU_ENGINE_OPCODES:     rdata_q <= {16'h0, ENG_OPCOUNT[8*e +: 8], ENG_OPFIRST[8*e +: 8]};
+            `BPU_ENGINE_ENABLE:      rdata_q <= eng_enable_q[32*e +: 32];
+            `BPU_ENGINE_STALL:       rdata_q <= eng_stall_q[32*e +: 32];
+            `BPU_ENGINE_OPS:         rdata_q <= eng_ops_q[32*e +: 32];
+            `BPU_ENGINE_BUSY_CYCLES: rdata_q <= eng_busy_q[32*e +: 32];
+            default: ;
+          endcase
+        end else if (in_queue(a)) begin
+          q = q_index(a);
+          case (q_off(a))
+            `BPU_QUEUE_SQ_BASE_LO: rdata_q <= sq_base_q[64*q +: 32];
+            `BPU_QUEUE_SQ_BASE_HI: rdata_q <= sq_base_q[64*q + 32 +: 32];
+            `BPU_QUEUE_CQ_BASE_LO: rdata_q <= cq_base_q[64*q +: 32];
+            `BPU_QUEUE_CQ_BASE_HI: rdata_q <= cq_base_q[64*q + 32 +: 32];
+            `BPU_QUEUE_SIZE:       rdata_q <= {20'h0, cq_log2_q[4*q +: 4], 4'h0, sq_log2_q[4*q +: 4]};
+            `BPU_QUEUE_CTRL:       rdata_q <= {30'h0, q_irq_en_q[q], q_en_q[q]};
+            `BPU_QUEUE_COALESCE:   rdata_q <= {coal_time_q[16*q +: 16], 8'h0, coal_count_q[8*q +: 8]};
+            `BPU_QUEUE_SQ_TAIL:    rdata_q <= {16'h0, sq_tail_q[16*q +: 16]};
+            `BPU_QUEUE_CQ_HEAD:    rdata_q <= {16'h0, cq_head_q[16*q +: 16]};
+            `BPU_QUEUE_SQ_HEAD:    rdata_q <= {16'h0, q_sq_head_i[16*q +: 16]};
+            `BPU_QUEUE_CQ_TAIL:    rdata_q <= {16'h0, q_cq_tail_i[16*q +: 16]};
+            `BPU_QUEUE_STATUS:     rdata_q <= {30'h0, q_cq_full_i[q], q_fault_i[q]};
+            default: ;
+          endcase
+        end else begin
+          case (a)
+            `BPU_GLOBAL_MAGIC:        rdata_q <= `BPU_MAGIC;
+            `BPU_GLOBAL_VERSION:      rdata_q <= {`BPU_VERSION_MAJOR, `BPU_VERSION_MINOR};
+            `BPU_GLOBAL_BUILD_ID:     rdata_q <= BUILD_ID;
+            `BPU_GLOBAL_CAPS:         rdata_q <= {8'h0, 8'(QLOG2_MAX), 8'(DW / 8), 8'(NQ)};
+            `BPU_GLOBAL_ENGINE_LIST:  rdata_q <= (NE > 0) ? ENG_BASE : 32'h0;
+            `BPU_GLOBAL_QUEUE_LAYOUT: rdata_q <= {16'(Q_STRIDE), 16'(Q_BASE)};
+            `BPU_GLOBAL_CTRL:         rdata_q <= {30'h0, rst_state_q != 2'd0, enable_q};
+            `BPU_GLOBAL_STATUS:       rdata_q <= {30'h0, idle_i, rst_state_q != 2'd0};
+            `BPU_GLOBAL_ERROR:        rdata_q <= {28'h0, error_q};
+            `BPU_GLOBAL_IRQ_STATUS:   rdata_q <= 32'(irq_status_q);
+            `BPU_GLOBAL_CYCLES_LO:    rdata_q <= cycles_q[31:0];
+            `BPU_GLOBAL_CYCLES_HI:    rdata_q <= cycles_hi_q;
+            `BPU_GLOBAL_SCRATCH:      rdata_q <= scratch_q;
+            default: ;
+          endcase
+        end
+        if (a == `BPU_GLOBAL_CYCLES_LO) cycles_hi_q <= cycles_q[63:32];
       end else if (rvalid_q && s_axil_rready_i) begin
         rvalid_q <= 1'b0;
       end
 
       case (rst_state_q)
         2'd0: if (do_write && (wr_addr & 16'hFFFC) == `BPU_GLOBAL_CTRL &&
-                  wr_data[`BPU_GLOBAL_CTRL_SOFT_RESET_LSB]) rst_state_q <= 2'd1;
+                  wr_strb[`BPU_GLOBAL_CTRL_SOFT_RESET_LSB / 8] &&
+                  wr_data_raw[`BPU_GLOBAL_CTRL_SOFT_RESET_LSB]) rst_state_q <= 2'd1;
         2'd1: if (dma_idle_i) rst_state_q <= 2'd2;
         default: rst_state_q <= 2'd0;
       endcase
@@ -340,7 +357,9 @@ module bpu_regs #(
         logic [15:0] a;
         int unsigned e, q;
         logic qen;
+        logic [31:0] wr_data;
         a = wr_addr & 16'hFFFC;
+        wr_data = strobed(wr_data_raw, wr_strb);
         if (in_engine(a)) begin
           e = eng_index(a);
           case (eng_off(a))
@@ -389,7 +408,12 @@ module bpu_regs #(
         end
       end
       // A register access that hit nothing is a decode error.
-      if ((do_write && !wr_hit) || (do_read && !rd_hit)) error_q[`BPU_GLOBAL_ERROR_DECODE_LSB] <= 1'b1;
+      if (do_write) begin
+        if (!wr_hit(wr_addr & 16'hFFFC)) error_q[`BPU_GLOBAL_ERROR_DECODE_LSB] <= 1'b1;
+      end
+      if (do_read) begin
+        if (!rd_hit(s_axil_araddr_i & 16'hFFFC)) error_q[`BPU_GLOBAL_ERROR_DECODE_LSB] <= 1'b1;
+      end
     end
   end
 

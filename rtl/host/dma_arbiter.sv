@@ -102,8 +102,18 @@ module dma_arbiter #(
   assign rd_sel  = rd_lock_q ? rd_sel_q : rd_pick[IW-1:0];
 
   assign m_rd_req_valid_o = !rd_busy_q && (rd_lock_q || (rd_pick[IW] && !abort_i));
-  assign m_rd_req_addr_o  = s_rd_req_addr_i[64*rd_sel +: 64];
-  assign m_rd_req_len_o   = s_rd_req_len_i[16*rd_sel +: 16];
+  // Client selects are written as constant-index muxes: a variable part-select of a wide vector
+  // is slow to simulate.
+  always_comb begin
+    m_rd_req_addr_o = '0;
+    m_rd_req_len_o  = '0;
+    for (int i = 0; i < N; i++) begin
+      if (rd_sel == IW'(i)) begin
+        m_rd_req_addr_o = s_rd_req_addr_i[64*i +: 64];
+        m_rd_req_len_o  = s_rd_req_len_i[16*i +: 16];
+      end
+    end
+  end
   assign rd_req_fire      = m_rd_req_valid_o && m_rd_req_ready_i;
 
   always_comb begin
@@ -152,8 +162,16 @@ module dma_arbiter #(
   assign wr_sel  = wr_lock_q ? wr_sel_q : wr_pick[IW-1:0];
 
   assign m_wr_req_valid_o = !wr_busy_q && (wr_lock_q || (wr_pick[IW] && !abort_i));
-  assign m_wr_req_addr_o  = s_wr_req_addr_i[64*wr_sel +: 64];
-  assign m_wr_req_len_o   = s_wr_req_len_i[16*wr_sel +: 16];
+  always_comb begin
+    m_wr_req_addr_o = '0;
+    m_wr_req_len_o  = '0;
+    for (int i = 0; i < N; i++) begin
+      if (wr_sel == IW'(i)) begin
+        m_wr_req_addr_o = s_wr_req_addr_i[64*i +: 64];
+        m_wr_req_len_o  = s_wr_req_len_i[16*i +: 16];
+      end
+    end
+  end
   assign wr_req_fire      = m_wr_req_valid_o && m_wr_req_ready_i;
 
   always_comb begin
@@ -165,7 +183,12 @@ module dma_arbiter #(
     m_wr_done_valid_o[wr_sel_q] = wr_busy_q && s_wr_done_valid_i;
   end
   assign m_wr_valid_o    = wr_busy_q && s_wr_valid_i[wr_sel_q];
-  assign m_wr_data_o     = s_wr_data_i[DW*wr_sel_q +: DW];
+  always_comb begin
+    m_wr_data_o = '0;
+    for (int i = 0; i < N; i++) begin
+      if (wr_sel_q == IW'(i)) m_wr_data_o = s_wr_data_i[DW*i +: DW];
+    end
+  end
   assign m_wr_last_o     = s_wr_last_i[wr_sel_q];
   assign m_wr_done_err_o = s_wr_done_err_i;
 

@@ -108,18 +108,6 @@ module dma_master #(
     burst_beats = n;
   endfunction
 
-  // Bytes sh .. sh+B-1 of the 2B-byte word {hi, lo} (sh in 0..B).
-  function automatic [DW-1:0] window(input [DW-1:0] hi, input [DW-1:0] lo, input [OW:0] sh);
-    window = DW'({hi, lo} >> {sh, 3'b000});
-  endfunction
-
-  // Byte mask -> bit mask.
-  function automatic [DW-1:0] bytes_to_bits(input [B-1:0] m);
-    logic [DW-1:0] r;
-    for (int k = 0; k < B; k++) r[8*k +: 8] = {8{m[k]}};
-    bytes_to_bits = r;
-  endfunction
-
   // Byte mask of lanes below n (n in 1..B; n = B gives all ones).
   function automatic [B-1:0] lanes_below(input [OW:0] n);
     lanes_below = ~({B{1'b1}} << n);
@@ -195,14 +183,17 @@ module dma_master #(
   assign rd_flush = rd_busy_q && !abort_i && (rd_rleft_q == 16'd0) && (rd_oleft_q != 16'd0);
   assign rd_push  = (r_fire && !abort_i && !(rd_first_q && rd_off_q != '0)) ||
                     (rd_flush && rf_s_ready);
+  // The realigned beat is bytes rd_sh .. rd_sh+B-1 of {R beat, held beat}; the last one keeps
+  // only its first rd_lb_q bytes. Written as plain expressions (no function calls), so that the
+  // simulator folds them into the FIFO write and only evaluates them when a beat is pushed.
   assign rd_sh    = (rd_off_q == '0) ? BYTES : {1'b0, rd_off_q};
-  assign rd_beat  = window(r_fire ? m_axi_rdata_i : '0, rd_hold_q, rd_sh);
+  assign rd_beat  = DW'({r_fire ? m_axi_rdata_i : '0, rd_hold_q} >> {rd_sh, 3'b000});
   assign rd_out_last = (rd_oleft_q == 16'd1);
 
   assign rf_s_valid = rd_push;
   assign rf_s_data  = {rd_out_last && (rd_err_q || (r_fire && m_axi_rresp_i != 2'b00)),
                        rd_out_last,
-                       rd_out_last ? (rd_beat & bytes_to_bits(lanes_below(rd_lb_q))) : rd_beat};
+                       rd_beat & (rd_out_last ? ~({DW{1'b1}} << {rd_lb_q, 3'b000}) : {DW{1'b1}})};
 
   // Unissued beats are dropped from the R count when aborting.
   assign rd_rleft_d = rd_rleft_q - {15'd0, r_fire} - (abort_i ? ar_left_q : 16'd0);
@@ -340,8 +331,10 @@ module dma_master #(
   assign s_wr_ready_o = abort_i ||
                         ((wp_cur != 5'd0) && wf_s_ready && (wp_inleft_q != 16'd0));
 
-  // Bus beat = previous input beat's top `off` bytes + this input beat's low B-off bytes.
-  assign wp_beat = window(wp_need_in ? s_wr_data_i : '0, wr_hold_q, BYTES - {1'b0, wr_off_q});
+  // Bus beat = previous input beat's top `off` bytes + this input beat's low B-off bytes, i.e.
+  // bytes B-off .. 2B-off-1 of {input beat, held beat} (a plain expression, as for reads).
+  assign wp_beat = DW'({wp_need_in ? s_wr_data_i : '0, wr_hold_q} >>
+                       {BYTES - {1'b0, wr_off_q}, 3'b000});
   assign wp_strb = abort_i ? '0 :
                    ((wp_first_q ? wr_fmask_q : {B{1'b1}}) &
                     ((wp_total_q == 16'd1) ? wr_lmask_q : {B{1'b1}}));

@@ -126,7 +126,14 @@ module queue_mgr #(
   end
 
   assign m_rd_req_valid_o = (f_state_q == F_REQ);
-  assign m_rd_req_addr_o  = q_sq_base_i[64*f_q_q +: 64] + {42'h0, sq_head_q[16*f_q_q +: 16], 6'h0};
+  // Per-queue selects are written as constant-index muxes (a variable part-select of a wide
+  // vector is slow to simulate).
+  always_comb begin
+    m_rd_req_addr_o = '0;
+    for (int q = 0; q < NQ; q++) begin
+      if (32'(f_q_q) == q) m_rd_req_addr_o = q_sq_base_i[64*q +: 64] + {42'h0, sq_head_q[16*q +: 16], 6'h0};
+    end
+  end
   assign m_rd_req_len_o   = 16'd64;
   assign s_rd_ready_o     = (f_state_q == F_DATA);
   assign m_cmd_valid_o    = (f_state_q == F_OUT);
@@ -151,7 +158,12 @@ module queue_mgr #(
   assign s_cpl_ready_o = (c_state_q == C_IDLE) && (cpl_bad || !cpl_full);
 
   assign m_wr_req_valid_o = (c_state_q == C_REQ);
-  assign m_wr_req_addr_o  = q_cq_base_i[64*c_q_q +: 64] + {44'h0, cq_tail_q[16*c_q_q +: 16], 4'h0};
+  always_comb begin
+    m_wr_req_addr_o = '0;
+    for (int q = 0; q < NQ; q++) begin
+      if (32'(c_q_q) == q) m_wr_req_addr_o = q_cq_base_i[64*q +: 64] + {44'h0, cq_tail_q[16*q +: 16], 4'h0};
+    end
+  end
   assign m_wr_req_len_o   = 16'd16;
   assign m_wr_valid_o     = (c_state_q == C_DATA);
   assign m_wr_last_o      = (32'(c_beat_q) == CQE_BEATS - 1);
