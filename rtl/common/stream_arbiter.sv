@@ -19,21 +19,7 @@ module stream_arbiter #(
   logic [IW-1:0] pick;
   logic          any;
 
-  always_comb begin
-    any  = 1'b0;
-    pick = '0;
-    for (int i = N - 1; i >= 0; i--) begin
-      // Only the low bits of the rotated index matter; the rest is arithmetic headroom.
-      /* verilator lint_off UNUSEDSIGNAL */
-      int unsigned idx;
-      /* verilator lint_on UNUSEDSIGNAL */
-      idx = (32'(rr_q) + 32'(i)) % N;
-      if (s_valid_i[idx]) begin
-        any  = 1'b1;
-        pick = IW'(idx);
-      end
-    end
-  end
+  rr_pick #(.N(N), .IW(IW)) u_pick (.req_i(s_valid_i), .start_i(rr_q), .ok_o(any), .pick_o(pick));
 
   always_comb begin
     m_grant_o = '0;

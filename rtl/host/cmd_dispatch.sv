@@ -66,21 +66,7 @@ module cmd_dispatch #(
 
   logic [IW-1:0] rr_q, pick;
   logic          pick_ok;
-  always_comb begin
-    pick_ok = 1'b0;
-    pick = '0;
-    for (int i = NI - 1; i >= 0; i--) begin
-      // Only the low bits of the rotated index matter; the rest is arithmetic headroom.
-      /* verilator lint_off UNUSEDSIGNAL */
-      int unsigned idx;
-      /* verilator lint_on UNUSEDSIGNAL */
-      idx = (32'(rr_q) + 32'(i)) % NI;
-      if (ready_set[idx]) begin
-        pick_ok = 1'b1;
-        pick = IW'(idx);
-      end
-    end
-  end
+  rr_pick #(.N(NI), .IW(IW)) u_pick (.req_i(ready_set), .start_i(rr_q), .ok_o(pick_ok), .pick_o(pick));
 
   // A command completes locally when no instance can ever take it.
   wire local_cpl = !eng_hit || (member == '0);

@@ -109,21 +109,7 @@ module queue_mgr #(
   // Round-robin pick starting at f_rr_q.
   logic          f_pick_ok;
   logic [QW-1:0] f_pick;
-  always_comb begin
-    f_pick_ok = 1'b0;
-    f_pick = '0;
-    for (int i = NQ - 1; i >= 0; i--) begin
-      // Only the low bits of the rotated index matter; the rest is arithmetic headroom.
-      /* verilator lint_off UNUSEDSIGNAL */
-      int unsigned idx;
-      /* verilator lint_on UNUSEDSIGNAL */
-      idx = (32'(f_rr_q) + 32'(i)) % NQ;
-      if (f_want[idx]) begin
-        f_pick_ok = 1'b1;
-        f_pick = QW'(idx);
-      end
-    end
-  end
+  rr_pick #(.N(NQ), .IW(QW)) u_pick (.req_i(f_want), .start_i(f_rr_q), .ok_o(f_pick_ok), .pick_o(f_pick));
 
   assign m_rd_req_valid_o = (f_state_q == F_REQ);
   // Per-queue selects are written as constant-index muxes (a variable part-select of a wide
