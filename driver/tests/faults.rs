@@ -3,7 +3,7 @@
 
 mod common;
 
-use bpu_driver::regs::global;
+use bpu_driver::regs::{global, Field};
 use bpu_driver::{hash_descriptor, Command, Device, EngineType, Error, Fault, Iova, Status};
 use common::*;
 use std::sync::Arc;
@@ -174,42 +174,35 @@ fn invalid_commands_get_their_status_without_touching_memory() {
     healthy(&d);
 }
 
-#[test]
-fn a_failed_ring_fetch_stops_the_queue_until_reset() {
+/// A ring DMA fault: the queue stops (the command times out), ERROR records which ring, and a
+/// reset restores service.
+fn ring_fault_stops_the_queue_until_reset(fault: Fault, bit: Field) {
     let d = sim("timeout=300&queues=1");
-    // The next DMA read is the fetch of this command's submission entry.
-    d.inject(Fault::FailReads(1)).expect("inject");
+    d.inject(fault).expect("inject");
     assert!(matches!(
         d.execute(Command::Nop.entry(), vec![]),
         Err(Error::Timeout(..))
     ));
     let err = d.take_errors().expect("read ERROR");
     assert_ne!(
-        global::ERROR_SQ_FETCH.get(err),
+        bit.get(err),
         0,
-        "ERROR.SQ_FETCH is set (ERROR = {err:#x})"
+        "{fault:?} sets its ERROR bit (ERROR = {err:#x})"
     );
     d.reset().expect("reset");
     healthy(&d);
 }
 
 #[test]
+fn a_failed_ring_fetch_stops_the_queue_until_reset() {
+    // The next DMA read is the fetch of this command's submission entry.
+    ring_fault_stops_the_queue_until_reset(Fault::FailReads(1), global::ERROR_SQ_FETCH);
+}
+
+#[test]
 fn a_failed_completion_write_stops_the_queue_until_reset() {
-    let d = sim("timeout=300&queues=1");
     // A NOP writes nothing but its completion entry.
-    d.inject(Fault::FailWrites(1)).expect("inject");
-    assert!(matches!(
-        d.execute(Command::Nop.entry(), vec![]),
-        Err(Error::Timeout(..))
-    ));
-    let err = d.take_errors().expect("read ERROR");
-    assert_ne!(
-        global::ERROR_CQ_WRITE.get(err),
-        0,
-        "ERROR.CQ_WRITE is set (ERROR = {err:#x})"
-    );
-    d.reset().expect("reset");
-    healthy(&d);
+    ring_fault_stops_the_queue_until_reset(Fault::FailWrites(1), global::ERROR_CQ_WRITE);
 }
 
 #[test]
