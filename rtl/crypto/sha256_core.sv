@@ -150,6 +150,12 @@ module sha256_core (
     end
   end
 
+  // K[t] is looked up outside the round branch: a round-constant ROM read inside it made Yosys 0.23
+  // produce a wrong netlist (its read-port register merging), caught by simulating the synthesized
+  // netlist against the RTL. The lookup is a cheap table read in simulation.
+  logic [31:0] k_t;
+  assign k_t = round_k(round_q);
+
   // Datapath registers (no reset needed: only read while busy_q / dig_valid_q).
   // The accept cycle loads the window with the block as big-endian words and starts from H0
   // (first block) or the chaining value. Each round cycle computes T1/T2 from a..h, K[t] and
@@ -165,7 +171,7 @@ module sha256_core (
     // simulator update the registers in place instead of through full shadow copies each cycle.
     if (busy_q && !stall_i) begin
       {h, g, f, e, d, c, b, a} = work_q;
-      t1 = h + bsig1(e) + ((e & f) ^ (~e & g)) + round_k(round_q) + win_q[31:0];
+      t1 = h + bsig1(e) + ((e & f) ^ (~e & g)) + k_t + win_q[31:0];
       t2 = bsig0(a) + ((a & b) ^ (a & c) ^ (b & c));
       work_q <= {g, f, e, d + t1, c, b, a, t1 + t2};
       win_q  <= {ssig1(win_q[14*32 +: 32]) + win_q[9*32 +: 32] + ssig0(win_q[1*32 +: 32]) +
