@@ -7,6 +7,8 @@
 
 mod gen;
 mod spec;
+mod ucode;
+mod ucode_emu;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -81,6 +83,7 @@ fn regen(root: &Path, check: bool) -> Result<()> {
         ("rtl/generated/bpu_defs.svh", gen::verilog(&spec)),
         ("driver/src/regs.rs", rustfmt(&gen::rust(&spec))?),
         ("docs/regs.md", gen::markdown(&spec)),
+        ("rtl/generated/ecdsa_ucode.svh", ecdsa_rom(root)?),
     ];
     let mut stale = Vec::new();
     for (rel, text) in &outputs {
@@ -109,6 +112,14 @@ fn regen(root: &Path, check: bool) -> Result<()> {
         println!("generated files are up to date");
     }
     Ok(())
+}
+
+/// The ECDSA engine's microcode ROM, assembled from `hw/ecdsa_p256.uasm`.
+fn ecdsa_rom(root: &Path) -> Result<String> {
+    let src = std::fs::read_to_string(root.join("hw/ecdsa_p256.uasm"))
+        .context("reading hw/ecdsa_p256.uasm")?;
+    let prog = ucode::assemble(&src).context("assembling hw/ecdsa_p256.uasm")?;
+    Ok(ucode::verilog(&prog, &ucode_emu::Consts::p256()))
 }
 
 /// Every RTL source, in a stable order (generated headers are included, not listed).
