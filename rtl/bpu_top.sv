@@ -1,7 +1,8 @@
 // Top level of the Blockchain Processing Unit: register slave, queue manager, dispatcher, engines, DMA.
 //
 //   AXI4-Lite (BAR0) -> bpu_regs -> queue configuration, doorbells, engine masks
-//   queue_mgr: SQ fetch -> cmd_dispatch -> sha256_engine[SHA_N] -> stream_arbiter -> queue_mgr: CQ write, irq
+//   queue_mgr: SQ fetch -> cmd_dispatch -> sha256_engine[SHA_N], ecdsa_engine[ECDSA_N]
+//     -> stream_arbiter -> queue_mgr: CQ write, irq
 //   DMA clients (queue_mgr, every engine) -> dma_arbiter -> dma_master -> AXI4 master (host memory)
 //
 // A soft reset raises abort to the DMA path until the AXI master is idle, then resets the whole
@@ -10,6 +11,7 @@ module bpu_top #(
   parameter int unsigned NQ       = 4,      // queue pairs and interrupt vectors
   parameter int unsigned DW       = 128,    // DMA data width in bits
   parameter int unsigned SHA_N    = 4,      // SHA-256 engine instances
+  parameter int unsigned ECDSA_N  = 1,      // ECDSA P-256 engine instances
   parameter logic [31:0] BUILD_ID = 32'h0
 ) (
   input  logic            clk_i,
@@ -66,8 +68,8 @@ module bpu_top #(
 );
   `include "bpu_defs.svh"
 
-  localparam int unsigned NE = 1;              // engine types
-  localparam int unsigned NI = SHA_N;          // engine instances, all types
+  localparam int unsigned NE = 2;              // engine types: SHA-256, ECDSA P-256
+  localparam int unsigned NI = SHA_N + ECDSA_N; // engine instances: SHA-256 first, then ECDSA
   localparam int unsigned NC = NI + 1;         // DMA clients: engines, then the queue manager
   // Completion stream payload: result, cid, status, qid, each starting on a 16-bit boundary
   // within 32-bit words (the rest is constant 0 padding, which synthesis removes). Aligned
@@ -100,8 +102,9 @@ module bpu_top #(
 
   bpu_regs #(
     .NQ(NQ), .NE(NE), .DW(DW), .BUILD_ID(BUILD_ID),
-    .ENG_TYPE(`BPU_ENGINE_TYPE_SHA256), .ENG_VER(16'd1), .ENG_INST(8'(SHA_N)),
-    .ENG_OPFIRST(`BPU_OPCODE_SHA256), .ENG_OPCOUNT(8'd3)
+    .ENG_TYPE({`BPU_ENGINE_TYPE_ECDSA_P256, `BPU_ENGINE_TYPE_SHA256}), .ENG_VER({16'd1, 16'd1}),
+    .ENG_INST({8'(ECDSA_N), 8'(SHA_N)}),
+    .ENG_OPFIRST({`BPU_OPCODE_ECDSA_P256_VERIFY, `BPU_OPCODE_SHA256}), .ENG_OPCOUNT({8'd1, 8'd3})
   ) u_regs (
     .clk_i, .rst_ni,
     .s_axil_awvalid_i, .s_axil_awready_o, .s_axil_awaddr_i,
@@ -173,11 +176,16 @@ module bpu_top #(
   logic [NC-1:0]   src_valid, src_ready, src_grant;   // completion sources: engines, then dispatcher
   logic [NC*CPL_W-1:0] src_data;
 
+  // Per-instance enable and stall bits from the per-engine masks.
+  logic [NI-1:0] inst_enable, inst_stall;
+  assign inst_enable = {eng_enable[32 +: ECDSA_N], eng_enable[0 +: SHA_N]};
+  assign inst_stall  = {eng_stall[32 +: ECDSA_N], eng_stall[0 +: SHA_N]};
+
   cmd_dispatch #(
-    .NE(NE), .NI(NI), .INST_ENG({NI{8'd0}}),
-    .ENG_OPFIRST(`BPU_OPCODE_SHA256), .ENG_OPCOUNT(8'd3)
+    .NE(NE), .NI(NI), .INST_ENG({{ECDSA_N{8'd1}}, {SHA_N{8'd0}}}),
+    .ENG_OPFIRST({`BPU_OPCODE_ECDSA_P256_VERIFY, `BPU_OPCODE_SHA256}), .ENG_OPCOUNT({8'd1, 8'd3})
   ) u_dispatch (
-    .clk_i, .rst_ni(dp_rst_n), .inst_enable_i(eng_enable[NI-1:0]),
+    .clk_i, .rst_ni(dp_rst_n), .inst_enable_i(inst_enable),
     .s_cmd_valid_i(qm_cmd_valid), .s_cmd_ready_o(qm_cmd_ready), .s_cmd_sqe_i(qm_cmd_sqe), .s_cmd_qid_i(qm_cmd_qid),
     .m_cmd_valid_o(e_cmd_valid), .m_cmd_ready_i(e_cmd_ready), .m_cmd_sqe_o(e_cmd_sqe), .m_cmd_qid_o(e_cmd_qid),
     .m_cpl_valid_o(src_valid[NI]), .m_cpl_ready_i(src_ready[NI]),
@@ -186,7 +194,7 @@ module bpu_top #(
     .m_cpl_result_o(src_data[CPL_W*NI + CPL_RESULT +: 32])
   );
 
-  for (genvar i = 0; i < NI; i++) begin : g_sha
+  for (genvar i = 0; i < SHA_N; i++) begin : g_sha
     sha256_engine #(.DW(DW)) u_sha (
       .clk_i, .rst_ni(dp_rst_n),
       .s_cmd_valid_i(e_cmd_valid[i]), .s_cmd_ready_o(e_cmd_ready[i]), .s_cmd_sqe_i(e_cmd_sqe), .s_cmd_qid_i(e_cmd_qid),
@@ -194,7 +202,27 @@ module bpu_top #(
       .m_cpl_qid_o(src_data[CPL_W*i + CPL_QID +: 8]), .m_cpl_cid_o(src_data[CPL_W*i + CPL_CID +: 16]),
       .m_cpl_status_o(src_data[CPL_W*i + CPL_STATUS +: 15]),
       .m_cpl_result_o(src_data[CPL_W*i + CPL_RESULT +: 32]),
-      .stall_i(eng_stall[i]), .busy_o(e_busy[i]),
+      .stall_i(inst_stall[i]), .busy_o(e_busy[i]),
+      .m_rd_req_valid_o(c_rd_req_valid[i]), .m_rd_req_ready_i(c_rd_req_ready[i]),
+      .m_rd_req_addr_o(c_rd_req_addr[64*i +: 64]), .m_rd_req_len_o(c_rd_req_len[16*i +: 16]),
+      .s_rd_valid_i(c_rd_valid[i]), .s_rd_ready_o(c_rd_ready[i]), .s_rd_data_i(c_rd_data),
+      .s_rd_last_i(c_rd_last), .s_rd_err_i(c_rd_err),
+      .m_wr_req_valid_o(c_wr_req_valid[i]), .m_wr_req_ready_i(c_wr_req_ready[i]),
+      .m_wr_req_addr_o(c_wr_req_addr[64*i +: 64]), .m_wr_req_len_o(c_wr_req_len[16*i +: 16]),
+      .m_wr_valid_o(c_wr_valid[i]), .m_wr_ready_i(c_wr_ready[i]), .m_wr_data_o(c_wr_data[DW*i +: DW]),
+      .m_wr_last_o(c_wr_last[i]), .s_wr_done_valid_i(c_wr_done[i]), .s_wr_done_err_i(c_wr_done_err)
+    );
+  end
+
+  for (genvar i = SHA_N; i < NI; i++) begin : g_ecdsa
+    ecdsa_engine #(.DW(DW)) u_ecdsa (
+      .clk_i, .rst_ni(dp_rst_n),
+      .s_cmd_valid_i(e_cmd_valid[i]), .s_cmd_ready_o(e_cmd_ready[i]), .s_cmd_sqe_i(e_cmd_sqe), .s_cmd_qid_i(e_cmd_qid),
+      .m_cpl_valid_o(src_valid[i]), .m_cpl_ready_i(src_ready[i]),
+      .m_cpl_qid_o(src_data[CPL_W*i + CPL_QID +: 8]), .m_cpl_cid_o(src_data[CPL_W*i + CPL_CID +: 16]),
+      .m_cpl_status_o(src_data[CPL_W*i + CPL_STATUS +: 15]),
+      .m_cpl_result_o(src_data[CPL_W*i + CPL_RESULT +: 32]),
+      .stall_i(inst_stall[i]), .busy_o(e_busy[i]),
       .m_rd_req_valid_o(c_rd_req_valid[i]), .m_rd_req_ready_i(c_rd_req_ready[i]),
       .m_rd_req_addr_o(c_rd_req_addr[64*i +: 64]), .m_rd_req_len_o(c_rd_req_len[16*i +: 16]),
       .s_rd_valid_i(c_rd_valid[i]), .s_rd_ready_o(c_rd_ready[i]), .s_rd_data_i(c_rd_data),
@@ -219,10 +247,12 @@ module bpu_top #(
   );
 
   // Engine statistics: a completion from an engine instance, and how many instances are busy.
-  assign eng_op_done = cpl_valid && cpl_ready && (src_grant[NI-1:0] != '0);
+  assign eng_op_done[0] = cpl_valid && cpl_ready && (src_grant[0 +: SHA_N] != '0);
+  assign eng_op_done[1] = cpl_valid && cpl_ready && (src_grant[SHA_N +: ECDSA_N] != '0);
   always_comb begin
     eng_busy_cnt = '0;
-    for (int i = 0; i < NI; i++) eng_busy_cnt = eng_busy_cnt + 8'(e_busy[i]);
+    for (int i = 0; i < SHA_N; i++) eng_busy_cnt[7:0] = eng_busy_cnt[7:0] + 8'(e_busy[i]);
+    for (int i = SHA_N; i < NI; i++) eng_busy_cnt[15:8] = eng_busy_cnt[15:8] + 8'(e_busy[i]);
   end
 
   // ---------------------------------------------------------------------------------------------

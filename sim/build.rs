@@ -1,6 +1,7 @@
 //! Verilates rtl/bpu_top.sv and compiles the model, the Verilator runtime and the C++ shim.
 //!
-//! Build parameters (environment): BPU_SIM_SHA (SHA-256 instances, default 4), BPU_SIM_NQ (queue
+//! Build parameters (environment): BPU_SIM_SHA (SHA-256 instances, default 4), BPU_SIM_ECDSA
+//! (ECDSA P-256 instances, default 2), BPU_SIM_NQ (queue
 //! pairs, default 4), BPU_SIM_DW (DMA width in bits, default 128). The Verilator runtime library
 //! is compiled once per OUT_DIR and reused; the model is rebuilt when anything under rtl/ changes.
 //! Flags follow shared/DESIGN.md section 4: `--no-timing -O3 --x-assign fast --x-initial fast`, C++ at
@@ -108,6 +109,7 @@ fn main() {
     let root = manifest.parent().expect("sim/ has a parent").to_path_buf();
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let sha = param("BPU_SIM_SHA", 4);
+    let ecdsa = param("BPU_SIM_ECDSA", 2);
     let nq = param("BPU_SIM_NQ", 4);
     let dw = param("BPU_SIM_DW", 128);
     println!("cargo:rerun-if-changed=../rtl");
@@ -115,7 +117,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
 
     let files = rtl_sources(&root);
-    let params = format!("SHA_N={sha} NQ={nq} DW={dw}");
+    let params = format!("SHA_N={sha} ECDSA_N={ecdsa} NQ={nq} DW={dw}");
     let id = build_id(&files, &params);
     let obj = out.join("vobj");
     let _ = fs::remove_dir_all(&obj);
@@ -134,6 +136,7 @@ fn main() {
         .args(["-Wno-fatal", "-Wno-lint", "-Wno-style"])
         .args(["--top-module", "bpu_top", "--prefix", prefix])
         .arg(format!("-GSHA_N={sha}"))
+        .arg(format!("-GECDSA_N={ecdsa}"))
         .arg(format!("-GNQ={nq}"))
         .arg(format!("-GDW={dw}"))
         .arg(format!("-GBUILD_ID=32'h{id:08x}"))

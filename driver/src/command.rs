@@ -26,6 +26,14 @@ pub enum Command {
     },
     /// `dst + 32 i = SHA-256(0x01 || 64 bytes at src + 64 i)` for `i < pairs`.
     MerkleLevel { src: Iova, pairs: u32, dst: Iova },
+    /// Verify `count` ECDSA P-256 signatures given as [`EcdsaRecord`](crate::regs::EcdsaRecord)s
+    /// at `records`; bit `i % 8` of byte `i / 8` at `bitmap` tells whether record i is valid.
+    /// The completion's result is the number of valid signatures.
+    EcdsaVerify {
+        records: Iova,
+        count: u32,
+        bitmap: Iova,
+    },
 }
 
 fn prefix_fields(prefix: Option<u8>) -> (u8, u32) {
@@ -70,6 +78,16 @@ impl Command {
                 e.src = src.0;
                 e.count = pairs;
                 e.dst = dst.0;
+            }
+            Command::EcdsaVerify {
+                records,
+                count,
+                bitmap,
+            } => {
+                e.opcode = Opcode::EcdsaP256Verify as u8;
+                e.src = records.0;
+                e.count = count;
+                e.dst = bitmap.0;
             }
         }
         e

@@ -347,16 +347,16 @@ impl Inner {
             aborted.extend(q.abort_all());
             q.enable(t, self.irq)?;
         }
-        if let Some(n) = self.uri.crypto {
-            if let Some(e) = self
-                .info
-                .engines
-                .iter()
-                .find(|e| e.kind == Some(EngineType::Sha256))
-            {
-                let mask = if n >= 32 { u32::MAX } else { (1u32 << n) - 1 };
-                t.write32(e.offset + engine::ENABLE, mask)?;
-            }
+        for (kind, n) in [
+            (EngineType::Sha256, self.uri.crypto),
+            (EngineType::EcdsaP256, self.uri.ecdsa),
+        ] {
+            let (Some(n), Some(e)) = (n, self.info.engines.iter().find(|e| e.kind == Some(kind)))
+            else {
+                continue;
+            };
+            let mask = if n >= 32 { u32::MAX } else { (1u32 << n) - 1 };
+            t.write32(e.offset + engine::ENABLE, mask)?;
         }
         t.write32(global::CTRL, global::CTRL_ENABLE.set(1))?;
         Ok(aborted)

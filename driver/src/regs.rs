@@ -18,6 +18,9 @@ pub const BAR0_SIZE: u32 = 0x10000;
 /// Largest single internal DMA request in bytes (engines split larger transfers).
 pub const DMA_MAX_REQ: u64 = 4096;
 
+/// Most records in one ECDSA_P256_VERIFY command (its result bitmap is held on chip).
+pub const ECDSA_MAX_BATCH: u64 = 1024;
+
 /// Largest ring: 4096 entries.
 pub const MAX_QUEUE_LOG2: u64 = 12;
 
@@ -275,7 +278,7 @@ pub struct SubmissionEntry {
     /// Third IOVA for opcodes that need one.
     pub aux: u64,
     /// Reserved, zero.
-    pub rsvd1: [u32; 4],
+    pub rsvd1: [u8; 16],
 }
 
 const _: () = assert!(core::mem::size_of::<SubmissionEntry>() == 64);
@@ -314,6 +317,24 @@ pub struct HashDescriptor {
 
 const _: () = assert!(core::mem::size_of::<HashDescriptor>() == 16);
 
+/// One signature of an ECDSA_P256_VERIFY command: the record table at `src` holds `count` of these. Every field is a 256-bit unsigned integer, big-endian (most significant byte first), exactly as in SEC1 and DER. Values are taken raw: the engine itself rejects r or s outside [1, n-1], Q off the curve or with a coordinate >= p.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct EcdsaRecord {
+    /// The message digest e (SHA-256), as an integer.
+    pub digest: [u8; 32],
+    /// Signature r.
+    pub r: [u8; 32],
+    /// Signature s.
+    pub s: [u8; 32],
+    /// Public key x coordinate.
+    pub qx: [u8; 32],
+    /// Public key y coordinate.
+    pub qy: [u8; 32],
+}
+
+const _: () = assert!(core::mem::size_of::<EcdsaRecord>() == 160);
+
 /// Command opcodes. Each engine serves a consecutive range (see engine OPCODES).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -326,6 +347,8 @@ pub enum Opcode {
     Sha256Batch = 0x11,
     /// For i < count: dst + 32*i = SHA-256(0x01 || 64 bytes at src + 64*i), a Merkle level of `count` pairs (RFC 6962 node hash). Result: pairs hashed.
     MerkleLevel = 0x12,
+    /// Verify `count` (1..ECDSA_MAX_BATCH) ECDSA P-256 signatures given as `ecdsa_rec` records at `src`; write a bitmap of ceil(count/8) bytes to `dst`, bit i%8 of byte i/8 = 1 when record i is a valid signature. Invalid inputs of any kind give 0, never an error. Result: number of valid signatures.
+    EcdsaP256Verify = 0x20,
 }
 
 impl Opcode {
@@ -335,6 +358,7 @@ impl Opcode {
         Opcode::Sha256,
         Opcode::Sha256Batch,
         Opcode::MerkleLevel,
+        Opcode::EcdsaP256Verify,
     ];
 
     /// The value with this code, if any.
@@ -349,6 +373,7 @@ impl Opcode {
             Opcode::Sha256 => "SHA256",
             Opcode::Sha256Batch => "SHA256_BATCH",
             Opcode::MerkleLevel => "MERKLE_LEVEL",
+            Opcode::EcdsaP256Verify => "ECDSA_P256_VERIFY",
         }
     }
 }
@@ -443,11 +468,13 @@ impl Status {
 pub enum EngineType {
     /// SHA-256 hashing: single, batch, Merkle level.
     Sha256 = 0x1,
+    /// ECDSA P-256 signature verification (batch, result bitmap).
+    EcdsaP256 = 0x2,
 }
 
 impl EngineType {
     /// Every value, in spec order.
-    pub const ALL: &'static [EngineType] = &[EngineType::Sha256];
+    pub const ALL: &'static [EngineType] = &[EngineType::Sha256, EngineType::EcdsaP256];
 
     /// The value with this code, if any.
     pub fn from_code(code: u16) -> Option<Self> {
@@ -458,6 +485,7 @@ impl EngineType {
     pub fn name(self) -> &'static str {
         match self {
             EngineType::Sha256 => "SHA256",
+            EngineType::EcdsaP256 => "ECDSA_P256",
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct DeviceUri {
     pub mem_latency: u32,
     /// `crypto=N`: use only the first N SHA-256 instances.
     pub crypto: Option<u32>,
+    /// `ecdsa=N`: use only the first N ECDSA P-256 instances.
+    pub ecdsa: Option<u32>,
     /// `queues=N`: queue pairs to use (default: all the device has, at most 4).
     pub queues: Option<u32>,
     /// `depth=N`, `irq=on|off`, `coalesce=COUNT[:CYCLES]`.
@@ -77,6 +79,7 @@ impl DeviceUri {
             mem_bytes: 64 << 20,
             mem_latency: 8,
             crypto: None,
+            ecdsa: None,
             queues: None,
             queue: QueueConfig::default(),
             timeout: Duration::from_secs(5),
@@ -90,6 +93,7 @@ impl DeviceUri {
                 "mem" => d.mem_bytes = parse_size(uri, v)?,
                 "latency" => d.mem_latency = parse_num(uri, k, v)?,
                 "crypto" => d.crypto = Some(parse_num(uri, k, v)?),
+                "ecdsa" => d.ecdsa = Some(parse_num(uri, k, v)?),
                 "queues" => d.queues = Some(parse_num(uri, k, v)?),
                 "depth" => {
                     let n: u32 = parse_num(uri, k, v)?;
@@ -113,7 +117,7 @@ impl DeviceUri {
                     d.queue.coalesce_cycles = parse_num(uri, k, t)?;
                 }
                 "timeout" => d.timeout = Duration::from_millis(parse_num(uri, k, v)?),
-                _ => return Err(bad(uri, format!("unknown option {k:?} (mem, latency, crypto, queues, depth, irq, coalesce, timeout)"))),
+                _ => return Err(bad(uri, format!("unknown option {k:?} (mem, latency, crypto, ecdsa, queues, depth, irq, coalesce, timeout)"))),
             }
         }
         Ok(d)

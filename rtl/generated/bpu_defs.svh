@@ -195,11 +195,25 @@
 `define BPU_HASH_DESC_RSVD_LSB 96
 `define BPU_HASH_DESC_RSVD_W 32
 
+// ecdsa_rec (160 bytes): bit positions within the entry vector
+`define BPU_ECDSA_REC_BITS 1280
+`define BPU_ECDSA_REC_DIGEST_LSB 0
+`define BPU_ECDSA_REC_DIGEST_W 256
+`define BPU_ECDSA_REC_R_LSB 256
+`define BPU_ECDSA_REC_R_W 256
+`define BPU_ECDSA_REC_S_LSB 512
+`define BPU_ECDSA_REC_S_W 256
+`define BPU_ECDSA_REC_QX_LSB 768
+`define BPU_ECDSA_REC_QX_W 256
+`define BPU_ECDSA_REC_QY_LSB 1024
+`define BPU_ECDSA_REC_QY_W 256
+
 // opcode: Command opcodes. Each engine serves a consecutive range (see engine OPCODES).
 `define BPU_OPCODE_NOP 8'h00
 `define BPU_OPCODE_SHA256 8'h10
 `define BPU_OPCODE_SHA256_BATCH 8'h11
 `define BPU_OPCODE_MERKLE_LEVEL 8'h12
+`define BPU_OPCODE_ECDSA_P256_VERIFY 8'h20
 
 // flag: Bits of the submission entry's flags byte.
 `define BPU_FLAG_PREFIX 8'h01
@@ -217,8 +231,10 @@
 
 // engine_type: Engine type codes in engine descriptors.
 `define BPU_ENGINE_TYPE_SHA256 16'h0001
+`define BPU_ENGINE_TYPE_ECDSA_P256 16'h0002
 
 `define BPU_DMA_MAX_REQ 4096
+`define BPU_ECDSA_MAX_BATCH 1024
 `define BPU_MAX_QUEUE_LOG2 12
 
 `endif // BPU_DEFS_SVH

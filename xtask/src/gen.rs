@@ -195,7 +195,7 @@ pub fn rust(spec: &Spec) -> String {
                 2 => "u16".to_string(),
                 4 => "u32".to_string(),
                 8 => "u64".to_string(),
-                n => format!("[u32; {}]", n / 4),
+                n => format!("[u8; {n}]"),
             };
             let _ = writeln!(o, "    pub {}: {ty},", f.name);
         }
