@@ -10,6 +10,7 @@
 //! Start reading at [`hash::run`].
 
 pub mod hash;
+pub mod verify_device;
 
 use serde::Serialize;
 

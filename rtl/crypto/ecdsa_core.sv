@@ -69,14 +69,16 @@ module ecdsa_core (
   logic [3:0]    ka0, kb0;
   logic [7:0]    imm0, i0;
   logic [PW-1:0] tt0, tf0;
-  logic [259:0]  u1x0;
-  logic [3:0]    win0;
+  localparam int WB = ECDSA_WIN_BITS;
+  logic [255+WB:0] u1x0;
+  logic [WB-1:0] win0;
+  logic          dec0;
   logic          bit0;
   logic [255:0]  ca0, cb0;
 
   assign t0    = slot_q;
   assign v0    = run_q[t0];
-  assign uw    = ecdsa_ucode(pc_q[t0]);
+  assign uw    = ecdsa_ucode_rom[pc_q[t0]];
   assign alu0  = uw[UW_ALU_LSB  +: UW_ALU_W];
   assign modn0 = uw[UW_MODN_LSB];
   assign d0    = uw[UW_D_LSB    +: UW_D_W];
@@ -88,11 +90,12 @@ module ecdsa_core (
   assign imm0  = uw[UW_IMM_LSB  +: UW_IMM_W];
   assign tt0   = uw[UW_TT_LSB   +: UW_TT_W];
   assign tf0   = uw[UW_TF_LSB   +: UW_TF_W];
+  assign dec0  = uw[UW_DEC_LSB];
   assign i0    = i_q[t0];
-  assign u1x0  = {4'd0, u1_q[t0]};
-  assign win0  = u1x0[{1'b0, i0} +: 4];
-  assign ca0   = ecdsa_const(a0, win0);
-  assign cb0   = ecdsa_const(b0, win0);
+  assign u1x0  = {{WB{1'b0}}, u1_q[t0]};
+  assign win0  = u1x0[{1'b0, i0} +: WB];
+  assign ca0   = ecdsa_const(a0);
+  assign cb0   = ecdsa_const(b0);
 
   always_comb begin
     case (imm0[1:0])
@@ -102,23 +105,21 @@ module ecdsa_core (
     endcase
   end
 
-  // Control decided at issue from the thread's state before this instruction's writes.
+  // Control decided at issue from the thread's state before this instruction's writes; `dec`
+  // steps the loop counter down afterwards.
   logic [PW-1:0] npc0;
   logic [7:0]    ni0;
   logic          ret0;
   always_comb begin
     npc0 = tt0;
-    ni0  = i0;
+    ni0  = dec0 ? i0 - 8'd1 : i0;
     ret0 = 1'b0;
     case (cop0)
       COP_GOTO: npc0 = tt0;
       COP_BF:   npc0 = tt0;            // resolved with the flag in S7
       COP_JBIT: npc0 = bit0 ? tt0 : tf0;
-      COP_LOOP: begin
-        npc0 = (i0 != 8'd0) ? tt0 : tf0;
-        ni0  = (i0 != 8'd0) ? i0 - 8'd1 : i0;
-      end
-      COP_JWIN: npc0 = (i0[1:0] == 2'd0 && win0 != 4'd0) ? tt0 : tf0;
+      COP_LOOP: npc0 = (i0 != 8'hff) ? tt0 : tf0;
+      COP_JWIN: npc0 = (i0[$clog2(WB)-1:0] == '0 && win0 != '0) ? tt0 : tf0;
       COP_SETI: ni0 = imm0;
       default: begin                        // COP_RET and unused codes end the thread
         npc0 = '0;
@@ -172,8 +173,9 @@ module ecdsa_core (
       rfb1 <= rf_q[{t0, b0[4:0]}];
       ina1 <= in_q[{t0, a0[2:0]}];
       inb1 <= in_q[{t0, b0[2:0]}];
-      ca1  <= ca0;
-      cb1  <= cb0;
+      // GX/GY: the window's entry of the k·G table (a synchronous ROM read).
+      ca1  <= (a0 == OPND_GX) ? ecdsa_gx_rom[win0] : (a0 == OPND_GY) ? ecdsa_gy_rom[win0] : ca0;
+      cb1  <= (b0 == OPND_GX) ? ecdsa_gx_rom[win0] : (b0 == OPND_GY) ? ecdsa_gy_rom[win0] : cb0;
       a1   <= a0[5:3];
       b1   <= b0[5:3];
     end
@@ -314,7 +316,7 @@ module ecdsa_core (
   logic          v7, wr7;
 
   logic unused_uw;
-  assign unused_uw = ^{uw[63:61], modn7_unused, sum5[255:0]};
+  assign unused_uw = ^{uw[63:62], modn7_unused, sum5[255:0]};
 
   assign {t7, modn7_unused, alu7, d7, npc7, tf7, ni7, ret7, verdict7, bf7} = ctl_q[7];
   assign v7  = val_q[7] && go;

@@ -402,14 +402,11 @@ module ecdsa_engine #(
   assign w_done = w_done_q;
   assign w_err  = w_err_q;
 
-  logic [WBEATS-1:0][DW-1:0] bitmap_words;
-  assign bitmap_words = bitmap_q;
-
   assign m_wr_req_valid_o = (w_state_q == W_REQ);
   assign m_wr_req_addr_o  = dst_q;
   assign m_wr_req_len_o   = w_len;
   assign m_wr_valid_o     = (w_state_q == W_DATA);  // a started burst completes through a stall
-  assign m_wr_data_o      = bitmap_words[w_beat_q[$clog2(WBEATS)-1:0]];
+  assign m_wr_data_o      = bitmap_q[32'(w_beat_q[$clog2(WBEATS)-1:0]) * DW +: DW];
   assign m_wr_last_o      = (w_beat_q == w_beats - 16'd1);
 
 endmodule

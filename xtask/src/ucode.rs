@@ -14,6 +14,8 @@ use std::fmt::Write as _;
 pub const PC_BITS: u32 = 10;
 /// Registers per thread.
 pub const NREGS: u8 = 32;
+/// Bits of u1 consumed per addition of a multiple of G from the ROM (the window).
+pub const WIN_BITS: u32 = 8;
 
 /// ALU operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,9 +42,9 @@ pub enum Cop {
     Bf = 1,
     /// pc = bit i of scalar `imm` (0 = u1, 1 = u2, 2 = n−2) ? tt : tf.
     Jbit = 2,
-    /// i != 0 ? (i −= 1, pc = tt) : pc = tf.
+    /// i != 255 ? tt : tf (a count-down loop ends when `dec` wraps i past 0).
     Loop = 3,
-    /// i % 4 == 0 and u1[i+3:i] != 0 ? tt : tf.
+    /// i % WIN_BITS == 0 and the window u1[i+WIN_BITS−1:i] != 0 ? tt : tf.
     Jwin = 4,
     /// i = imm, pc = tt.
     Seti = 5,
@@ -111,6 +113,8 @@ pub struct Instr {
     pub imm: u8,
     pub tt: u16,
     pub tf: u16,
+    /// Decrement i after this instruction (control reads i from before it).
+    pub dec: bool,
 }
 
 /// Bit positions of the fields in the 64-bit ROM word: (name, lsb, width).
@@ -126,6 +130,7 @@ pub const FIELDS: &[(&str, u32, u32)] = &[
     ("IMM", 33, 8),
     ("TT", 41, 10),
     ("TF", 51, 10),
+    ("DEC", 61, 1),
 ];
 
 impl Instr {
@@ -142,6 +147,7 @@ impl Instr {
             imm: 0,
             tt: 0,
             tf: 0,
+            dec: false,
         }
     }
 
@@ -159,6 +165,7 @@ impl Instr {
             self.imm as u64,
             self.tt as u64,
             self.tf as u64,
+            self.dec as u64,
         ];
         FIELDS.iter().zip(vals).fold(0, |w, (&(_, lsb, width), v)| {
             w | ((v & ((1 << width) - 1)) << lsb)
@@ -436,10 +443,15 @@ fn parse_line(text: &str, line_no: usize, regs: &HashMap<String, u8>) -> Result<
         Some((b, s)) => (b, Some(s)),
         None => (mn, None),
     };
+    let arith = matches!(base, "mul" | "add" | "sub");
     let modn = match suffix {
-        Some("p") => false,
-        Some("n") => true,
-        Some(_) => return Err(err("modulus suffix must be .p or .n")),
+        Some("p") if arith => false,
+        Some("n") if arith => true,
+        Some("dec") if !arith && !matches!(base, "seti" | "ret") => {
+            ins.dec = true;
+            false
+        }
+        Some(_) => return Err(err("suffixes: .p or .n on arithmetic, .dec on control")),
         None => false,
     };
     match base {
@@ -541,7 +553,7 @@ fn fold(code: &mut [Instr]) {
         let through = |mut t: u16| {
             for _ in 0..8 {
                 let j = snapshot[t as usize];
-                if j.pure_control() && j.cop == Cop::Goto && j.tt != t {
+                if j.pure_control() && j.cop == Cop::Goto && !j.dec && j.tt != t {
                     t = j.tt;
                 } else {
                     break;
@@ -552,7 +564,8 @@ fn fold(code: &mut [Instr]) {
         for ins in code.iter_mut().filter(|i| i.cop != Cop::Ret) {
             if ins.cop == Cop::Goto {
                 let j = snapshot[ins.tt as usize];
-                if j.pure_control() {
+                if j.pure_control() && !(ins.dec && j.dec) {
+                    ins.dec |= j.dec;
                     ins.cop = j.cop;
                     ins.imm = j.imm;
                     ins.tt = j.tt;
@@ -581,6 +594,7 @@ pub fn verilog(prog: &Program, consts: &crate::ucode_emu::Consts) -> String {
     );
     let _ = writeln!(s, "localparam int ECDSA_PC_BITS = {PC_BITS};");
     let _ = writeln!(s, "localparam int ECDSA_UCODE_LEN = {};", prog.code.len());
+    let _ = writeln!(s, "localparam int ECDSA_WIN_BITS = {WIN_BITS};");
     for (name, lsb, width) in FIELDS {
         let _ = writeln!(s, "localparam int UW_{name}_LSB = {lsb};");
         let _ = writeln!(s, "localparam int UW_{name}_W = {width};");
@@ -629,47 +643,47 @@ pub fn verilog(prog: &Program, consts: &crate::ucode_emu::Consts) -> String {
         hex(&consts.nm2)
     );
     let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "// Microinstruction at `pc`; past the end: `ret 0`.\n\
-         function automatic logic [63:0] ecdsa_ucode(input logic [{}:0] pc);\n  \
-         logic [63:0] w;\n  case (pc)",
-        PC_BITS - 1
-    );
-    for (pc, ins) in prog.code.iter().enumerate() {
-        let _ = writeln!(s, "    {}'d{pc}: w = 64'h{:016x};", PC_BITS, ins.word());
-    }
+    // ROMs as initialised arrays: a constant table in simulation, block or LUT ROM in synthesis.
     let ret0 = Instr {
         cop: Cop::Ret,
         ..Instr::nop()
     };
+    let words = 1usize << PC_BITS;
     let _ = writeln!(
         s,
-        "    default: w = 64'h{:016x};\n  endcase\n  ecdsa_ucode = w;\nendfunction\n",
-        ret0.word()
+        "// Microcode ROM; words past the program are `ret 0`.\n\
+         logic [63:0] ecdsa_ucode_rom [{words}];\ninitial begin"
     );
+    for pc in 0..words {
+        let w = prog.code.get(pc).unwrap_or(&ret0).word();
+        let _ = writeln!(s, "  ecdsa_ucode_rom[{pc}] = 64'h{w:016x};");
+    }
+    let _ = writeln!(s, "end\n");
+    let entries = 1usize << WIN_BITS;
     let _ = writeln!(
         s,
-        "// Constant operand `idx` (32..47); GX/GY read entry `win` of the table of k·G, k = 1..15.\n\
-         function automatic logic [255:0] ecdsa_const(input logic [5:0] idx, input logic [3:0] win);\n  \
+        "// k·G for k < 2^{WIN_BITS} (entry 0 unused): x and y, affine, Montgomery form mod p.\n\
+         logic [255:0] ecdsa_gx_rom [{entries}];\nlogic [255:0] ecdsa_gy_rom [{entries}];\n\
+         initial begin"
+    );
+    for k in 0..entries {
+        let _ = writeln!(s, "  ecdsa_gx_rom[{k}] = {};", hex(&consts.gx[k]));
+        let _ = writeln!(s, "  ecdsa_gy_rom[{k}] = {};", hex(&consts.gy[k]));
+    }
+    let _ = writeln!(s, "end\n");
+    let _ = writeln!(
+        s,
+        "// Scalar constant operand `idx` (32..40); others read 0.\n\
+         function automatic logic [255:0] ecdsa_const(input logic [5:0] idx);\n  \
          logic [255:0] v;\n  v = 256'd0;\n  case (idx)"
     );
     for (idx, v) in consts.scalar_table() {
         let _ = writeln!(s, "    6'd{idx}: v = {};", hex(&v));
     }
-    let _ = writeln!(s, "    6'd{}: begin\n      case (win)", opnd::GX);
-    for k in 1..16 {
-        let _ = writeln!(s, "        4'd{k}: v = {};", hex(&consts.gx[k]));
-    }
-    let _ = writeln!(s, "        default: v = 256'd0;\n      endcase\n    end");
-    let _ = writeln!(s, "    6'd{}: begin\n      case (win)", opnd::GY);
-    for k in 1..16 {
-        let _ = writeln!(s, "        4'd{k}: v = {};", hex(&consts.gy[k]));
-    }
     let _ = writeln!(
         s,
-        "        default: v = 256'd0;\n      endcase\n    end\n    default: v = 256'd0;\n  endcase\n  \
-         ecdsa_const = v;\nendfunction\n\n/* verilator lint_on UNUSEDPARAM */"
+        "    default: v = 256'd0;\n  endcase\n  ecdsa_const = v;\nendfunction\n\n\
+         /* verilator lint_on UNUSEDPARAM */"
     );
     s
 }

@@ -1,7 +1,7 @@
 //! P-256 constants for the ECDSA microcode, and a bit-exact emulator of the engine's ISA used to
 //! check the microcode against outside oracles before (and beside) the RTL.
 
-use crate::ucode::{opnd, Alu, Cop, Instr, Program};
+use crate::ucode::{opnd, Alu, Cop, Instr, Program, WIN_BITS};
 use anyhow::{bail, Result};
 use num_bigint::BigUint;
 use num_traits::{One, Zero};
@@ -20,7 +20,7 @@ pub struct Consts {
     pub pinv: BigUint,
     pub ninv: BigUint,
     pub nm2: BigUint,
-    /// k·G for k = 0..15 (entry 0 unused), affine, Montgomery form mod p.
+    /// k·G for k < 2^WIN_BITS (entry 0 unused), affine, Montgomery form mod p.
     pub gx: Vec<BigUint>,
     pub gy: Vec<BigUint>,
     r: BigUint,
@@ -46,8 +46,9 @@ impl Consts {
         };
         let mut tx = vec![BigUint::zero()];
         let mut ty = vec![BigUint::zero()];
+        // Entry 0 is never read (a zero window adds nothing).
         let (mut ax, mut ay) = (gx.clone(), gy.clone());
-        for k in 1..16 {
+        for k in 1..(1usize << WIN_BITS) {
             if k > 1 {
                 (ax, ay) = affine_add(&p, (&ax, &ay), (&gx, &gy));
             }
@@ -117,7 +118,7 @@ pub fn run(prog: &Program, c: &Consts, input: &[BigUint; 5]) -> Result<Outcome> 
     let table = c.scalar_table();
     for issued in 1..=200_000u64 {
         let ins: Instr = prog.code[pc];
-        let win = ((&u1 >> i) & BigUint::from(15u8))
+        let win = ((&u1 >> i) & BigUint::from((1u32 << WIN_BITS) - 1))
             .iter_u32_digits()
             .next()
             .unwrap_or(0) as usize;
@@ -199,15 +200,14 @@ pub fn run(prog: &Program, c: &Consts, input: &[BigUint; 5]) -> Result<Outcome> 
                 }
             }
             Cop::Loop => {
-                if i != 0 {
-                    i -= 1;
+                if i != 255 {
                     ins.tt
                 } else {
                     ins.tf
                 }
             }
             Cop::Jwin => {
-                if i % 4 == 0 && win != 0 {
+                if i % WIN_BITS == 0 && win != 0 {
                     ins.tt
                 } else {
                     ins.tf
@@ -224,6 +224,9 @@ pub fn run(prog: &Program, c: &Consts, input: &[BigUint; 5]) -> Result<Outcome> 
                 })
             }
         };
+        if ins.dec {
+            i = (i + 255) % 256;
+        }
         if let Some(v) = result {
             match ins.d {
                 0..=31 => regs[ins.d as usize] = v,
@@ -291,12 +294,13 @@ mod tests {
         let r: BigUint = BigUint::one() << 256;
         assert_eq!((&c.p * &c.pinv + 1u8) % &r, BigUint::zero());
         assert_eq!((&c.n * &c.ninv + 1u8) % &r, BigUint::zero());
-        // 15·G from the table equals p256's 15·G.
-        let g15 = (p256::ProjectivePoint::GENERATOR * p256::Scalar::from(15u64)).to_affine();
+        // The last table entry equals p256's k·G.
+        let k = (1u64 << WIN_BITS) - 1;
+        let g15 = (p256::ProjectivePoint::GENERATOR * p256::Scalar::from(k)).to_affine();
         let enc = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&g15, false);
         let rinv = r.modpow(&(&c.p - 2u8), &c.p);
-        assert_eq!((&c.gx[15] * &rinv) % &c.p, big(enc.x().expect("x")));
-        assert_eq!((&c.gy[15] * &rinv) % &c.p, big(enc.y().expect("y")));
+        assert_eq!((&c.gx[k as usize] * &rinv) % &c.p, big(enc.x().expect("x")));
+        assert_eq!((&c.gy[k as usize] * &rinv) % &c.p, big(enc.y().expect("y")));
     }
 
     #[test]
