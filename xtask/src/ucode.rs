@@ -98,7 +98,7 @@ pub mod opnd {
 /// Scalars a `jbit` can test.
 pub const SCALARS: &[(&str, u8)] = &[("U1", 0), ("U2", 1), ("NM2", 2)];
 
-/// One microinstruction.
+/// One parsed source line: at most one ALU operation, and its control.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Instr {
     pub alu: Alu,
@@ -111,27 +111,102 @@ pub struct Instr {
     pub kb: u8,
     pub cop: Cop,
     pub imm: u8,
-    pub tt: u16,
-    pub tf: u16,
     /// Decrement i after this instruction (control reads i from before it).
     pub dec: bool,
 }
 
-/// Bit positions of the fields in the 64-bit ROM word: (name, lsb, width).
+/// One issue slot of a microword: the multiplier slot (`Mul` or `Nop`) or the add/compare slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub alu: Alu,
+    pub modn: bool,
+    pub d: u8,
+    pub a: u8,
+    pub b: u8,
+    pub ka: u8,
+    pub kb: u8,
+}
+
+impl Slot {
+    const NOP: Slot = Slot {
+        alu: Alu::Nop,
+        modn: false,
+        d: opnd::NONE,
+        a: opnd::ZERO,
+        b: opnd::ZERO,
+        ka: 0,
+        kb: 0,
+    };
+
+    fn of(i: &Instr) -> Slot {
+        Slot {
+            alu: i.alu,
+            modn: i.modn,
+            d: i.d,
+            a: i.a,
+            b: i.b,
+            ka: i.ka,
+            kb: i.kb,
+        }
+    }
+
+    /// Register (or scalar U1/U2) this slot writes.
+    fn writes(&self) -> Option<u8> {
+        matches!(self.alu, Alu::Mul | Alu::Add | Alu::Sub).then_some(self.d)
+    }
+
+    /// Registers and scalars this slot reads (GX/GY read the window of u1).
+    fn reads(&self) -> Vec<u8> {
+        let mut r = Vec::new();
+        if self.alu != Alu::Nop {
+            for o in [self.a, self.b] {
+                match o {
+                    0..=31 => r.push(o),
+                    opnd::GX | opnd::GY => r.push(opnd::U1),
+                    _ => {}
+                }
+            }
+        }
+        r
+    }
+}
+
+/// One microword: a multiplier operation and an add/sub/compare operation issued together
+/// (both read their operands before either writes), and one control operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Word {
+    pub m: Slot,
+    pub x: Slot,
+    pub cop: Cop,
+    pub imm: u8,
+    pub tt: u16,
+    pub tf: u16,
+    pub dec: bool,
+}
+
+/// Bit positions of the fields in the ROM word: (name, lsb, width).
 pub const FIELDS: &[(&str, u32, u32)] = &[
-    ("ALU", 0, 3),
-    ("MODN", 3, 1),
-    ("D", 4, 6),
-    ("A", 10, 6),
-    ("B", 16, 6),
-    ("KA", 22, 4),
-    ("KB", 26, 4),
-    ("COP", 30, 3),
-    ("IMM", 33, 8),
-    ("TT", 41, 10),
-    ("TF", 51, 10),
-    ("DEC", 61, 1),
+    ("MEN", 0, 1),
+    ("MMODN", 1, 1),
+    ("MD", 2, 6),
+    ("MA", 8, 6),
+    ("MB", 14, 6),
+    ("XALU", 20, 3),
+    ("XMODN", 23, 1),
+    ("XD", 24, 6),
+    ("XA", 30, 6),
+    ("XB", 36, 6),
+    ("KA", 42, 4),
+    ("KB", 46, 4),
+    ("COP", 50, 3),
+    ("IMM", 53, 8),
+    ("TT", 61, 10),
+    ("TF", 71, 10),
+    ("DEC", 81, 1),
 ];
+
+/// Width of the ROM word in bits.
+pub const WORD_BITS: u32 = 82;
 
 impl Instr {
     fn nop() -> Instr {
@@ -145,45 +220,53 @@ impl Instr {
             kb: 0,
             cop: Cop::Goto,
             imm: 0,
-            tt: 0,
-            tf: 0,
             dec: false,
         }
     }
+}
 
-    /// The 64-bit ROM word.
-    pub fn word(&self) -> u64 {
-        let vals = [
-            self.alu as u64,
-            self.modn as u64,
-            self.d as u64,
-            self.a as u64,
-            self.b as u64,
-            self.ka as u64,
-            self.kb as u64,
-            self.cop as u64,
-            self.imm as u64,
-            self.tt as u64,
-            self.tf as u64,
-            self.dec as u64,
+impl Word {
+    /// The ROM word.
+    pub fn bits(&self) -> u128 {
+        let vals: [u128; 17] = [
+            (self.m.alu == Alu::Mul) as u128,
+            self.m.modn as u128,
+            self.m.d as u128,
+            self.m.a as u128,
+            self.m.b as u128,
+            self.x.alu as u128,
+            self.x.modn as u128,
+            self.x.d as u128,
+            self.x.a as u128,
+            self.x.b as u128,
+            self.x.ka as u128,
+            self.x.kb as u128,
+            self.cop as u128,
+            self.imm as u128,
+            self.tt as u128,
+            self.tf as u128,
+            self.dec as u128,
         ];
         FIELDS.iter().zip(vals).fold(0, |w, (&(_, lsb, width), v)| {
             w | ((v & ((1 << width) - 1)) << lsb)
         })
     }
 
-    /// A pure control instruction (no ALU work, no compare flag needed).
+    /// A pure control word (no ALU work, no compare flag needed).
     fn pure_control(&self) -> bool {
-        self.alu == Alu::Nop && self.cop != Cop::Bf
+        self.m.alu == Alu::Nop && self.x.alu == Alu::Nop && self.cop != Cop::Bf
+    }
+
+    /// Operations issued by this word.
+    pub fn ops(&self) -> usize {
+        (self.m.alu != Alu::Nop) as usize + (self.x.alu != Alu::Nop) as usize
     }
 }
 
 /// An assembled program.
 #[derive(Debug, Clone)]
 pub struct Program {
-    pub code: Vec<Instr>,
-    /// Label addresses.
-    pub labels: HashMap<String, u16>,
+    pub code: Vec<Word>,
 }
 
 /// A parsed line before label resolution.
@@ -193,6 +276,8 @@ struct Line {
     instr: Instr,
     tt: Option<String>,
     invert: bool,
+    /// The line has explicit control (it ends a basic block).
+    ctrl: bool,
 }
 
 /// Assembles microcode source.
@@ -274,42 +359,211 @@ pub fn assemble(src: &str) -> Result<Program> {
         let line = parse_line(rest, line_no, &regs)?;
         lines.push(line);
     }
-    if lines.len() > (1 << PC_BITS) {
+    let starts: std::collections::HashSet<usize> = labels.values().map(|&v| v as usize).collect();
+
+    // Basic blocks: a label starts one, explicit control ends one.
+    let mut blocks: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut begin = 0;
+    for i in 0..lines.len() {
+        if i > begin && starts.contains(&i) {
+            blocks.push(begin..i);
+            begin = i;
+        }
+        if lines[i].ctrl {
+            blocks.push(begin..i + 1);
+            begin = i + 1;
+        }
+    }
+    if begin < lines.len() {
+        blocks.push(begin..lines.len());
+    }
+
+    // Schedule each block into words; remember where each line's block starts.
+    let mut code: Vec<Word> = Vec::new();
+    let mut line_word = vec![0u16; lines.len()];
+    let mut pending: Vec<(usize, usize)> = Vec::new(); // (word, line whose control it carries)
+    for blk in &blocks {
+        let first = code.len() as u16;
+        for i in blk.clone() {
+            line_word[i] = first;
+        }
+        let words = schedule(&lines[blk.clone()])
+            .with_context(|| format!("block at line {}", lines[blk.start].line_no))?;
+        code.extend(words);
+        let last = blk.end - 1;
+        if lines[last].ctrl {
+            pending.push((code.len() - 1, last));
+        }
+    }
+    if code.len() > (1 << PC_BITS) {
         bail!(
             "program has {} words, the ROM holds {}",
-            lines.len(),
+            code.len(),
             1 << PC_BITS
         );
     }
 
     // Resolve targets. A branch of inverted sense (`bne`, `bge`, `jnbit`, `jnwin`) continues at
     // the next word when its condition holds and goes to the label otherwise.
-    let mut code = Vec::with_capacity(lines.len());
-    for (pc, l) in lines.iter().enumerate() {
-        let mut ins = l.instr;
+    for (pc, w) in code.iter_mut().enumerate() {
+        w.tt = (pc + 1) as u16;
+        w.tf = (pc + 1) as u16;
+    }
+    for (pc, li) in pending {
+        let l = &lines[li];
         let next = (pc + 1) as u16;
         let target = match &l.tt {
-            Some(name) => *labels.get(name).with_context(|| {
-                format!("line {}: unknown label {name} in `{}`", l.line_no, l.text)
-            })?,
+            Some(name) => {
+                let line = *labels.get(name).with_context(|| {
+                    format!("line {}: unknown label {name} in `{}`", l.line_no, l.text)
+                })?;
+                line_word
+                    .get(line as usize)
+                    .copied()
+                    .unwrap_or(code.len() as u16)
+            }
             None => next,
         };
-        (ins.tt, ins.tf) = if l.invert {
+        let w = &mut code[pc];
+        w.cop = l.instr.cop;
+        w.imm = l.instr.imm;
+        w.dec = l.instr.dec;
+        (w.tt, w.tf) = if l.invert {
             (next, target)
         } else {
             (target, next)
         };
-        code.push(ins);
     }
-    for (pc, ins) in code.iter().enumerate() {
-        let conditional = !matches!(ins.cop, Cop::Goto | Cop::Seti | Cop::Ret);
+    for (pc, w) in code.iter().enumerate() {
+        let conditional = !matches!(w.cop, Cop::Goto | Cop::Seti | Cop::Ret);
         let off = |t: u16| t as usize >= code.len();
-        if ins.cop != Cop::Ret && (off(ins.tt) || (conditional && off(ins.tf))) {
+        if w.cop != Cop::Ret && (off(w.tt) || (conditional && off(w.tf))) {
             bail!("word {pc} falls off the end of the program (end every path with `ret`)");
         }
     }
     fold(&mut code);
-    Ok(Program { code, labels })
+    Ok(Program { code })
+}
+
+/// Packs a basic block's operations into words, a multiplication and an addition per word,
+/// keeping every dependency: a read after a write, or two writes, go to a later word; a write
+/// after a read may share the read's word (operands are read before results are written). The
+/// control of the block's last line (and its compare, if any) goes in the last word.
+fn schedule(lines: &[Line]) -> Result<Vec<Word>> {
+    let n = lines.len();
+    let last_ctrl = lines.last().is_some_and(|l| l.ctrl);
+    let ops: Vec<usize> = (0..n).filter(|&i| lines[i].instr.alu != Alu::Nop).collect();
+    let slot = |i: usize| Slot::of(&lines[i].instr);
+    let is_mul = |i: usize| lines[i].instr.alu == Alu::Mul;
+    // Control reads: u1/u2 for jbit/jwin.
+    let ctrl_reads: Vec<u8> = match lines.last() {
+        Some(l) if l.ctrl => match l.instr.cop {
+            Cop::Jbit if l.instr.imm == 0 => vec![opnd::U1],
+            Cop::Jbit if l.instr.imm == 1 => vec![opnd::U2],
+            Cop::Jwin => vec![opnd::U1],
+            _ => vec![],
+        },
+        _ => vec![],
+    };
+    // Edges j -> k (k after j): strict (RAW, WAW) or loose (WAR).
+    let mut strict: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut loose: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (x, &j) in ops.iter().enumerate() {
+        for &k in &ops[x + 1..] {
+            let (sj, sk) = (slot(j), slot(k));
+            let raw = sj.writes().is_some_and(|w| sk.reads().contains(&w));
+            let waw = sj.writes().is_some() && sj.writes() == sk.writes();
+            let war = sk.writes().is_some_and(|w| sj.reads().contains(&w));
+            if raw || waw {
+                strict[k].push(j);
+            } else if war {
+                loose[k].push(j);
+            }
+        }
+    }
+    // The terminator (compare or control reading u1/u2) comes after everything it depends on,
+    // and nothing comes after it.
+    let term = if last_ctrl && lines[n - 1].instr.alu != Alu::Nop {
+        Some(n - 1)
+    } else {
+        None
+    };
+    // Priority: longest chain of strict edges to the end of the block.
+    let mut height = vec![0usize; n];
+    for &j in ops.iter().rev() {
+        for &k in &ops {
+            if strict[k].contains(&j) {
+                height[j] = height[j].max(height[k] + 1);
+            }
+        }
+    }
+    let mut word_of: Vec<Option<usize>> = vec![None; n];
+    let mut words: Vec<Word> = Vec::new();
+    let mut left: Vec<usize> = ops.clone();
+    while !left.is_empty() {
+        let w = words.len();
+        let ready = |k: usize, word_of: &Vec<Option<usize>>| {
+            strict[k].iter().all(|&j| word_of[j].is_some_and(|x| x < w))
+                && loose[k].iter().all(|&j| word_of[j].is_some())
+        };
+        let mut word = Word {
+            m: Slot::NOP,
+            x: Slot::NOP,
+            cop: Cop::Goto,
+            imm: 0,
+            tt: 0,
+            tf: 0,
+            dec: false,
+        };
+        // Multiplier slot first, then the add/compare slot.
+        for want_mul in [true, false] {
+            let pick = left
+                .iter()
+                .copied()
+                .filter(|&k| is_mul(k) == want_mul && ready(k, &word_of))
+                .filter(|&k| {
+                    // The terminator only once everything else is placed (or is placed now).
+                    Some(k) != term || left.iter().all(|&o| o == k || word_of[o].is_some())
+                })
+                .filter(|&k| {
+                    // Not in the same word as an op writing what k writes.
+                    let d = slot(k).writes();
+                    d.is_none() || (word.m.alu == Alu::Nop || word.m.writes() != d)
+                })
+                .max_by_key(|&k| (height[k], std::cmp::Reverse(k)));
+            if let Some(k) = pick {
+                if want_mul {
+                    word.m = slot(k);
+                } else {
+                    word.x = slot(k);
+                }
+                word_of[k] = Some(w);
+                left.retain(|&o| o != k);
+            }
+        }
+        if word.ops() == 0 {
+            bail!("cannot schedule: dependency cycle");
+        }
+        words.push(word);
+    }
+    // Control that reads u1/u2 must see a write of them in this block.
+    if ctrl_reads.iter().any(|r| {
+        ops.iter().any(|&j| {
+            slot(j).writes() == Some(*r) && word_of[j] == Some(words.len().saturating_sub(1))
+        })
+    }) || words.is_empty()
+    {
+        words.push(Word {
+            m: Slot::NOP,
+            x: Slot::NOP,
+            cop: Cop::Goto,
+            imm: 0,
+            tt: 0,
+            tf: 0,
+            dec: false,
+        });
+    }
+    Ok(words)
 }
 
 fn expand(
@@ -539,6 +793,7 @@ fn parse_line(text: &str, line_no: usize, regs: &HashMap<String, u8>) -> Result<
     Ok(Line {
         text: text.to_string(),
         line_no,
+        ctrl: ins.cop != Cop::Goto || tt.is_some() || ins.dec,
         instr: ins,
         tt,
         invert,
@@ -547,7 +802,7 @@ fn parse_line(text: &str, line_no: usize, regs: &HashMap<String, u8>) -> Result<
 
 /// Folds pure control words into the instruction before them where that instruction continues
 /// unconditionally (`Goto`), and threads targets through pure `Goto` words.
-fn fold(code: &mut [Instr]) {
+fn fold(code: &mut [Word]) {
     for _ in 0..8 {
         let snapshot = code.to_vec();
         let through = |mut t: u16| {
@@ -593,6 +848,7 @@ pub fn verilog(prog: &Program, consts: &crate::ucode_emu::Consts) -> String {
          /* verilator lint_off UNUSEDPARAM */"
     );
     let _ = writeln!(s, "localparam int ECDSA_PC_BITS = {PC_BITS};");
+    let _ = writeln!(s, "localparam int ECDSA_WORD_BITS = {WORD_BITS};");
     let _ = writeln!(s, "localparam int ECDSA_UCODE_LEN = {};", prog.code.len());
     let _ = writeln!(s, "localparam int ECDSA_WIN_BITS = {WIN_BITS};");
     for (name, lsb, width) in FIELDS {
@@ -644,19 +900,25 @@ pub fn verilog(prog: &Program, consts: &crate::ucode_emu::Consts) -> String {
     );
     let _ = writeln!(s);
     // ROMs as initialised arrays: a constant table in simulation, block or LUT ROM in synthesis.
-    let ret0 = Instr {
+    let ret0 = Word {
+        m: Slot::NOP,
+        x: Slot::NOP,
         cop: Cop::Ret,
-        ..Instr::nop()
+        imm: 0,
+        tt: 0,
+        tf: 0,
+        dec: false,
     };
     let words = 1usize << PC_BITS;
     let _ = writeln!(
         s,
         "// Microcode ROM; words past the program are `ret 0`.\n\
-         logic [63:0] ecdsa_ucode_rom [{words}];\ninitial begin"
+         logic [{}:0] ecdsa_ucode_rom [{words}];\ninitial begin",
+        WORD_BITS - 1
     );
     for pc in 0..words {
-        let w = prog.code.get(pc).unwrap_or(&ret0).word();
-        let _ = writeln!(s, "  ecdsa_ucode_rom[{pc}] = 64'h{w:016x};");
+        let w = prog.code.get(pc).unwrap_or(&ret0).bits();
+        let _ = writeln!(s, "  ecdsa_ucode_rom[{pc}] = {WORD_BITS}'h{w:x};");
     }
     let _ = writeln!(s, "end\n");
     let entries = 1usize << WIN_BITS;

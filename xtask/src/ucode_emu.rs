@@ -1,8 +1,8 @@
 //! P-256 constants for the ECDSA microcode, and a bit-exact emulator of the engine's ISA used to
 //! check the microcode against outside oracles before (and beside) the RTL.
 
-use crate::ucode::{opnd, Alu, Cop, Instr, Program, WIN_BITS};
-use anyhow::{bail, Result};
+use crate::ucode::{opnd, Alu, Cop, Program, Slot, Word, WIN_BITS};
+use anyhow::{bail, Context, Result};
 use num_bigint::BigUint;
 use num_traits::{One, Zero};
 
@@ -100,6 +100,49 @@ fn affine_add(p: &BigUint, a: (&BigUint, &BigUint), b: (&BigUint, &BigUint)) -> 
     (x3, y3)
 }
 
+/// One slot's operation on operands a, b: its result, or the compare flag.
+fn exec(c: &Consts, op: &Slot, a: BigUint, b: BigUint, flag: &mut bool) -> Result<Option<BigUint>> {
+    let m = if op.modn { &c.n } else { &c.p };
+    Ok(match op.alu {
+        Alu::Nop => None,
+        Alu::Mul => {
+            let minv = if op.modn { &c.ninv } else { &c.pinv };
+            let t = &a * &b;
+            let mm = ((&t % &c.r) * minv) % &c.r;
+            let u = (t + mm * m) >> 256;
+            if u >= m * 2u8 {
+                bail!("Montgomery product out of range (operands {a:x} · {b:x})");
+            }
+            Some(if &u >= m { u - m } else { u })
+        }
+        Alu::Add | Alu::Sub => {
+            if &a >= m || &b > m {
+                bail!("operand not reduced ({a:x}, {b:x})");
+            }
+            let bb = if op.alu == Alu::Sub { m - &b } else { b };
+            let mut v = BigUint::from(op.ka) * a + BigUint::from(op.kb) * bb;
+            for k in [8u8, 4, 2, 1] {
+                let km = m * k;
+                if v >= km {
+                    v -= km;
+                }
+            }
+            if &v >= m {
+                bail!("sum not reduced by 4 conditional subtractions");
+            }
+            Some(v)
+        }
+        Alu::Ceq => {
+            *flag = a == b;
+            None
+        }
+        Alu::Clt => {
+            *flag = a < b;
+            None
+        }
+    })
+}
+
 /// What one verification did in the emulator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -117,7 +160,7 @@ pub fn run(prog: &Program, c: &Consts, input: &[BigUint; 5]) -> Result<Outcome> 
     let mut pc: usize = 0;
     let table = c.scalar_table();
     for issued in 1..=200_000u64 {
-        let ins: Instr = prog.code[pc];
+        let ins: Word = prog.code[pc];
         let win = ((&u1 >> i) & BigUint::from((1u32 << WIN_BITS) - 1))
             .iter_u32_digits()
             .next()
@@ -135,47 +178,16 @@ pub fn run(prog: &Program, c: &Consts, input: &[BigUint; 5]) -> Result<Outcome> 
                     .unwrap_or_default(),
             }
         };
-        let m = if ins.modn { &c.n } else { &c.p };
-        let (a, b) = (read(ins.a), read(ins.b));
+        // Both slots read before either writes.
         let mut flag = false;
-        let result = match ins.alu {
-            Alu::Nop => None,
-            Alu::Mul => {
-                let minv = if ins.modn { &c.ninv } else { &c.pinv };
-                let t = &a * &b;
-                let mm = ((&t % &c.r) * minv) % &c.r;
-                let u = (t + mm * m) >> 256;
-                if u >= m * 2u8 {
-                    bail!("pc {pc}: Montgomery product out of range (operands {a:x} · {b:x})");
-                }
-                Some(if &u >= m { u - m } else { u })
+        let mut results = Vec::new();
+        for slot in [&ins.m, &ins.x] {
+            if let Some(v) = exec(c, slot, read(slot.a), read(slot.b), &mut flag)
+                .with_context(|| format!("pc {pc}"))?
+            {
+                results.push((slot.d, v));
             }
-            Alu::Add | Alu::Sub => {
-                if &a >= m || &b > m {
-                    bail!("pc {pc}: operand not reduced ({a:x}, {b:x})");
-                }
-                let bb = if ins.alu == Alu::Sub { m - &b } else { b };
-                let mut v = BigUint::from(ins.ka) * a + BigUint::from(ins.kb) * bb;
-                for k in [8u8, 4, 2, 1] {
-                    let km = m * k;
-                    if v >= km {
-                        v -= km;
-                    }
-                }
-                if &v >= m {
-                    bail!("pc {pc}: sum not reduced by 4 conditional subtractions");
-                }
-                Some(v)
-            }
-            Alu::Ceq => {
-                flag = a == b;
-                None
-            }
-            Alu::Clt => {
-                flag = a < b;
-                None
-            }
-        };
+        }
         // Control reads the state from before this instruction's own writes.
         let bit = |v: &BigUint| v.bit(i as u64);
         let next = match ins.cop {
@@ -227,9 +239,9 @@ pub fn run(prog: &Program, c: &Consts, input: &[BigUint; 5]) -> Result<Outcome> 
         if ins.dec {
             i = (i + 255) % 256;
         }
-        if let Some(v) = result {
-            match ins.d {
-                0..=31 => regs[ins.d as usize] = v,
+        for (d, v) in results {
+            match d {
+                0..=31 => regs[d as usize] = v,
                 opnd::U1 => u1 = v,
                 opnd::U2 => u2 = v,
                 _ => {}
