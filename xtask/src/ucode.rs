@@ -582,6 +582,26 @@ fn expand(
             None => ("", text.as_str()),
         };
         let mnemonic = instr_part.split_whitespace().next().unwrap_or("");
+        if mnemonic == ".pow_nm2" {
+            if !label_part.is_empty() {
+                out.push((*line_no, label_part.to_string()));
+            }
+            let args: Vec<&str> = instr_part[mnemonic.len()..]
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            if args.len() != 9 {
+                bail!("line {line_no}: .pow_nm2 DST, BASE, and 7 registers for BASE³ … BASE¹⁵");
+            }
+            let e = crate::ucode_emu::Consts::p256().nm2;
+            out.extend(
+                pow_chain(&e, args[0], &args[1..])
+                    .into_iter()
+                    .map(|l| (*line_no, l)),
+            );
+            continue;
+        }
         if let Some((params, lines)) = macros.get(mnemonic) {
             let args: Vec<&str> = instr_part[mnemonic.len()..]
                 .split(',')
@@ -622,6 +642,49 @@ fn expand(
         }
     }
     Ok(())
+}
+
+/// `dst = base^e` mod n (Montgomery form) for a constant `e`: odd powers base¹, base³ … base¹⁵
+/// into `odd[0]` (= base) … `odd[7]`, then left-to-right sliding windows of up to 4 bits.
+fn pow_chain(e: &num_bigint::BigUint, dst: &str, odd: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    out.push(format!("mul.n {dst}, {}, {}", odd[0], odd[0]));
+    for k in 1..8 {
+        out.push(format!("mul.n {}, {}, {dst}", odd[k], odd[k - 1]));
+    }
+    let bits = e.bits() as i64;
+    let bit = |i: i64| i >= 0 && e.bit(i as u64);
+    let mut i = bits - 1;
+    let mut started = false;
+    while i >= 0 {
+        if !bit(i) {
+            if started {
+                out.push(format!("mul.n {dst}, {dst}, {dst}"));
+            }
+            i -= 1;
+            continue;
+        }
+        // Longest window i..j (at most 4 bits) ending in a set bit.
+        let mut j = (i - 3).max(0);
+        while !bit(j) {
+            j += 1;
+        }
+        let mut val = 0usize;
+        for b in (j..=i).rev() {
+            val = 2 * val + bit(b) as usize;
+        }
+        if started {
+            for _ in j..=i {
+                out.push(format!("mul.n {dst}, {dst}, {dst}"));
+            }
+            out.push(format!("mul.n {dst}, {dst}, {}", odd[(val - 1) / 2]));
+        } else {
+            out.push(format!("add.n {dst}, {}, ZERO", odd[(val - 1) / 2]));
+            started = true;
+        }
+        i = j - 1;
+    }
+    out
 }
 
 /// Splits into identifier-ish tokens and the characters between them, keeping everything.
