@@ -890,8 +890,11 @@ fn fold(code: &mut [Word]) {
                     ins.tf = j.tf;
                 }
             }
+            if ins.cop == Cop::Ret {
+                continue;
+            }
             ins.tt = through(ins.tt);
-            if ins.cop != Cop::Goto && ins.cop != Cop::Seti && ins.cop != Cop::Ret {
+            if ins.cop != Cop::Goto && ins.cop != Cop::Seti {
                 ins.tf = through(ins.tf);
             }
         }
