@@ -254,7 +254,7 @@ fn key_and_signature_encodings_and_stdin() {
     let mut fixed = Vec::new();
     for v in &ints {
         let v: Vec<u8> = v.iter().copied().skip_while(|&b| b == 0).collect();
-        fixed.extend(std::iter::repeat(0).take(32 - v.len()));
+        fixed.extend(std::iter::repeat_n(0, 32 - v.len()));
         fixed.extend(v);
     }
     let fixed = f.write("sig.fixed", &fixed);

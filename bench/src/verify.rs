@@ -189,7 +189,12 @@ fn openssl_figures(seconds: u32, cores: usize) -> Result<OpensslFigures, String>
         .arg("version")
         .output()
         .map_err(|e| format!("cannot run `openssl`: {e} (install OpenSSL's command line tool)"))?;
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    // "OpenSSL 3.0.19 27 Jan 2026 (Library: …)" → "OpenSSL 3.0.19".
+    let version = String::from_utf8_lossy(&version.stdout)
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     let speed = |multi: Option<usize>| -> Result<f64, String> {
         let mut cmd = std::process::Command::new("openssl");
         cmd.args(["speed", "-seconds", &seconds.to_string()]);
@@ -229,8 +234,8 @@ fn openssl_figures(seconds: u32, cores: usize) -> Result<OpensslFigures, String>
 pub fn parse_openssl_speed(text: &str) -> Option<f64> {
     text.lines()
         .filter(|l| l.contains("ecdsa") && l.contains("(nistp256)"))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .last()
+        .filter_map(|l| l.split_whitespace().next_back()?.parse::<f64>().ok())
+        .next_back()
 }
 
 fn cpu_model() -> Option<String> {
