@@ -95,30 +95,24 @@ enum Cmd {
 enum BenchCmd {
     /// SHA-256 engine: cycles per block, command overhead, throughput with 1 and all engines,
     /// projected GB/s at 250 MHz, and the CPU backend on this machine.
-    Hash {
-        /// Device to measure (`sim://…` or `vfio://…`).
-        #[arg(long, short, default_value = "sim://")]
-        device: String,
-        /// Print JSON instead of markdown.
-        #[arg(long)]
-        json: bool,
-        /// Smaller inputs, for a fast check.
-        #[arg(long)]
-        quick: bool,
-    },
+    Hash(BenchArgs),
     /// ECDSA P-256 verification: `openssl speed ecdsap256` on 1 and all cores, the CPU backend
     /// (AWS-LC) on 1 and all threads, and their ratios; device figures once its engine exists.
-    Verify {
-        /// Device to measure (`cpu` measures the CPU side only).
-        #[arg(long, short, default_value = "sim://")]
-        device: String,
-        /// Print JSON instead of markdown.
-        #[arg(long)]
-        json: bool,
-        /// Shorter measurements (1 s instead of 3 s each), for a fast check.
-        #[arg(long)]
-        quick: bool,
-    },
+    Verify(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Device to measure (`sim://…` or `vfio://…`; `bench verify` also takes `cpu`, the CPU side
+    /// only).
+    #[arg(long, short, default_value = "sim://")]
+    device: String,
+    /// Print JSON instead of markdown.
+    #[arg(long)]
+    json: bool,
+    /// Smaller inputs and shorter runs, for a fast check.
+    #[arg(long)]
+    quick: bool,
 }
 
 fn main() -> ExitCode {
@@ -182,11 +176,11 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Bench {
             which:
-                BenchCmd::Hash {
+                BenchCmd::Hash(BenchArgs {
                     device,
                     json,
                     quick,
-                },
+                }),
         } => {
             if device == "cpu" {
                 bail!("`bpu bench hash` measures a device; give --device sim://… or vfio://… (the CPU is measured alongside)");
@@ -205,11 +199,11 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Bench {
             which:
-                BenchCmd::Verify {
+                BenchCmd::Verify(BenchArgs {
                     device,
                     json,
                     quick,
-                },
+                }),
         } => {
             let progress = |s: &str| eprintln!("bench: {s}");
             let opts = bpu_bench::verify::Options {

@@ -218,33 +218,26 @@ fn key_and_signature_encodings_and_stdin() {
     let sig = f.sign("k1", &file);
 
     // The same key as DER SPKI, raw uncompressed SEC1 and raw compressed SEC1.
-    let der = f.path("pub.der");
-    openssl(&[
-        "ec",
-        "-pubin",
-        "-in",
-        s(&pub_pem),
-        "-outform",
-        "DER",
-        "-out",
-        s(&der),
-    ]);
-    let der_bytes = std::fs::read(&der).expect("read");
+    let spki = |name: &str, form: &str| -> (PathBuf, Vec<u8>) {
+        let out = f.path(name);
+        openssl(&[
+            "ec",
+            "-pubin",
+            "-in",
+            s(&pub_pem),
+            "-conv_form",
+            form,
+            "-outform",
+            "DER",
+            "-out",
+            s(&out),
+        ]);
+        let bytes = std::fs::read(&out).expect("read");
+        (out, bytes)
+    };
+    let (der, der_bytes) = spki("pub.der", "uncompressed");
     let raw = f.write("pub.raw", &der_bytes[der_bytes.len() - 65..]);
-    let cder = f.path("pub.c.der");
-    openssl(&[
-        "ec",
-        "-pubin",
-        "-in",
-        s(&pub_pem),
-        "-conv_form",
-        "compressed",
-        "-outform",
-        "DER",
-        "-out",
-        s(&cder),
-    ]);
-    let cder_bytes = std::fs::read(&cder).expect("read");
+    let (_, cder_bytes) = spki("pub.c.der", "compressed");
     let craw = f.write("pub.craw", &cder_bytes[cder_bytes.len() - 33..]);
     assert!(matches!(cder_bytes[cder_bytes.len() - 33], 2 | 3));
 
@@ -351,4 +344,36 @@ fn malformed_inputs_exit_2_with_a_reason() {
             assert!(!o.status.success(), "openssl accepted: {what}");
         }
     }
+}
+
+#[test]
+fn bench_verify_reports_openssl_and_the_cpu_backend() {
+    let out = bpu()
+        .args(["bench", "verify", "--quick", "--json", "--device", "cpu"])
+        .output()
+        .expect("bpu runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let openssl = &v["openssl"];
+    assert!(
+        openssl["verify_per_s_1core"]
+            .as_f64()
+            .expect("openssl figure")
+            > 100.0,
+        "{v}"
+    );
+    let rows = v["cpu_rows"].as_array().expect("cpu rows");
+    assert_eq!(rows[0]["threads"], 1);
+    for r in rows {
+        assert!(r["verify_per_s"].as_f64().expect("rate") > 100.0, "{r}");
+        assert!(r["ratio_to_openssl"].as_f64().is_some(), "{r}");
+    }
+    assert!(
+        v["device"].is_null(),
+        "device figures are the device benchmark's"
+    );
 }

@@ -296,19 +296,25 @@ impl VerifyReport {
                     "\n| device ({}) | value |\n| --- | --- |\n",
                     self.device_uri
                 ));
-                o.push_str(&format!(
-                    "| cycles, one verification doorbell-to-completion | {} |\n",
-                    d.cycles_latency_one
-                ));
-                o.push_str(&format!(
-                    "| cycles per verification, amortized | {:.1} |\n",
-                    d.cycles_amortized
-                ));
-                o.push_str(&format!("| ECDSA engines | {} |\n", d.engines));
-                o.push_str(&format!(
-                    "| projected verifications/s per engine at {} MHz | {:.0} |\n",
-                    self.projection.clock_mhz, d.projected_per_engine_250mhz
-                ));
+                let mhz = self.projection.clock_mhz;
+                let rows = [
+                    (
+                        "cycles, one verification doorbell-to-completion".to_string(),
+                        d.cycles_latency_one.to_string(),
+                    ),
+                    (
+                        "cycles per verification, amortized".to_string(),
+                        format!("{:.1}", d.cycles_amortized),
+                    ),
+                    ("ECDSA engines".to_string(), d.engines.to_string()),
+                    (
+                        format!("projected verifications/s per engine at {mhz} MHz"),
+                        format!("{:.0}", d.projected_per_engine_250mhz),
+                    ),
+                ];
+                for (what, value) in rows {
+                    o.push_str(&format!("| {what} | {value} |\n"));
+                }
                 for n in &d.notes {
                     o.push_str(&format!("\n{n}\n"));
                 }
