@@ -1,11 +1,14 @@
-//! The `bpu` command line: devices, hashing, self-test and benchmarks over CPU or BPU backends.
+//! The `bpu` command line: devices, hashing, signature verification, self-test and benchmarks
+//! over CPU or BPU backends.
 
 mod selftest;
+mod verify;
 
 use anyhow::{bail, Context, Result};
 use bpu_runtime::CryptoService;
 use clap::{Parser, Subcommand};
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// bpu: a permissioned blockchain platform whose hot paths run on a Blockchain Processing Unit.
@@ -39,6 +42,39 @@ enum Cmd {
         #[arg(long, short, default_value = "sim://")]
         device: String,
     },
+    /// Verify an ECDSA P-256 / SHA-256 signature over a file, like `openssl dgst -sha256 -verify`.
+    ///
+    /// The file is hashed with SHA-256 and the signature checked on the device. Prints
+    /// `Verified OK` and exits 0 when the signature is valid, prints `Verification failure` and
+    /// exits 1 when it is not; exits 2 with a message on errors (unreadable or malformed key or
+    /// signature, missing file, device failure).
+    ///
+    /// Example: `openssl dgst -sha256 -sign k.pem -out f.sig f` then
+    /// `bpu verify --pubkey pub.pem --signature f.sig f`.
+    #[command(long_about)]
+    Verify {
+        /// Public key file: PEM (`-----BEGIN PUBLIC KEY-----`, as `openssl ec -pubout` writes),
+        /// DER SubjectPublicKeyInfo, or a raw SEC1 point (65 bytes 04‖x‖y or 33 bytes 02/03‖x).
+        /// The format is detected.
+        #[arg(long, short = 'k', value_name = "KEY")]
+        pubkey: PathBuf,
+        /// Signature file, in the format `--sig-format` names.
+        #[arg(long, short = 's', value_name = "SIG")]
+        signature: PathBuf,
+        /// Signature encoding.
+        #[arg(long, value_enum, default_value = "der")]
+        sig_format: verify::SigFormat,
+        /// The signed file (`-`: stdin).
+        #[arg(value_name = "FILE")]
+        file: String,
+        /// `cpu`, `sim://…` or `vfio://…`.
+        #[arg(long, short, default_value = "sim://")]
+        device: String,
+        /// Print the outcome as JSON (`valid`, `digest`, `device`, `file`); the exit status is
+        /// the same.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a device end to end: registers, queues, hashing against the CPU, fault recovery.
     Selftest {
         /// `cpu`, `sim://…` or `vfio://…`.
@@ -59,17 +95,24 @@ enum Cmd {
 enum BenchCmd {
     /// SHA-256 engine: cycles per block, command overhead, throughput with 1 and all engines,
     /// projected GB/s at 250 MHz, and the CPU backend on this machine.
-    Hash {
-        /// Device to measure (`sim://…` or `vfio://…`).
-        #[arg(long, short, default_value = "sim://")]
-        device: String,
-        /// Print JSON instead of markdown.
-        #[arg(long)]
-        json: bool,
-        /// Smaller inputs, for a fast check.
-        #[arg(long)]
-        quick: bool,
-    },
+    Hash(BenchArgs),
+    /// ECDSA P-256 verification: `openssl speed ecdsap256` on 1 and all cores, the CPU backend
+    /// (AWS-LC) on 1 and all threads, and their ratios; device figures once its engine exists.
+    Verify(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Device to measure (`sim://…` or `vfio://…`; `bench verify` also takes `cpu`, the CPU side
+    /// only).
+    #[arg(long, short, default_value = "sim://")]
+    device: String,
+    /// Print JSON instead of markdown.
+    #[arg(long)]
+    json: bool,
+    /// Smaller inputs and shorter runs, for a fast check.
+    #[arg(long)]
+    quick: bool,
 }
 
 fn main() -> ExitCode {
@@ -100,6 +143,24 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Devices { json } => devices(json),
         Cmd::Hash { files, device } => hash(&files, &device),
+        Cmd::Verify {
+            pubkey,
+            signature,
+            sig_format,
+            file,
+            device,
+            json,
+        } => verify::run(
+            &verify::Args {
+                pubkey: &pubkey,
+                signature: &signature,
+                sig_format,
+                file: &file,
+                device: &device,
+                json,
+            },
+            &runtime()?,
+        ),
         Cmd::Selftest { device, json } => {
             let report = selftest::run(&device);
             if json {
@@ -115,11 +176,11 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Bench {
             which:
-                BenchCmd::Hash {
+                BenchCmd::Hash(BenchArgs {
                     device,
                     json,
                     quick,
-                },
+                }),
         } => {
             if device == "cpu" {
                 bail!("`bpu bench hash` measures a device; give --device sim://… or vfio://… (the CPU is measured alongside)");
@@ -129,6 +190,28 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             let progress = |s: &str| eprintln!("bench: {s}");
             let report =
                 bpu_bench::hash::run(&dev, quick, &progress).map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.markdown());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            which:
+                BenchCmd::Verify(BenchArgs {
+                    device,
+                    json,
+                    quick,
+                }),
+        } => {
+            let progress = |s: &str| eprintln!("bench: {s}");
+            let opts = bpu_bench::verify::Options {
+                device,
+                quick,
+                progress: &progress,
+            };
+            let report = bpu_bench::verify::run(&opts).map_err(anyhow::Error::msg)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -7,9 +7,10 @@
 //! Invariants: benchmarks check their results (a wrong digest is an error, not a number);
 //! assumptions (clock, instance counts) are printed next to every projection.
 //!
-//! Start reading at [`hash::run`].
+//! Start reading at [`hash::run`] (SHA-256) or [`verify::run`] (ECDSA P-256).
 
 pub mod hash;
+pub mod verify;
 pub mod verify_device;
 
 use serde::Serialize;

@@ -235,3 +235,59 @@ fn stalled_engine_times_out_and_reset_recovers() {
     d.reset().expect("reset");
     check(&d, &[rec]);
 }
+
+#[test]
+fn back_to_back_commands_each_get_their_own_bitmap() {
+    use bpu_driver::Submission;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    let mut recs: Vec<EcdsaRecord> = (0..48).map(|_| signed(&mut rng)).collect();
+    // Every third record invalid, so each bitmap has a pattern of its own.
+    for r in recs.iter_mut().step_by(3) {
+        r.digest[0] ^= 1;
+    }
+    for opts in ["ecdsa=1", ""] {
+        let d = sim(opts);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let chunks = [&recs[..8], &recs[8..24], &recs[24..48]];
+        let mut subs = Vec::new();
+        let mut outs = Vec::new();
+        for (k, chunk) in chunks.iter().enumerate() {
+            let mut src = d.alloc(160 * chunk.len()).expect("alloc");
+            for (i, r) in chunk.iter().enumerate() {
+                src.write_obj(160 * i, r).expect("write");
+            }
+            let dst = Arc::new(d.alloc(4).expect("alloc"));
+            outs.push(dst.clone());
+            let entry = Command::EcdsaVerify {
+                records: src.iova(),
+                count: chunk.len() as u32,
+                bitmap: dst.iova(),
+            }
+            .entry();
+            let tx = tx.clone();
+            subs.push(Submission {
+                entry,
+                buffers: vec![Arc::new(src), dst],
+                done: Box::new(move |r| {
+                    let _ = tx.send((k, r));
+                }),
+            });
+        }
+        d.submit(subs, Duration::from_secs(30)).expect("submit");
+        for _ in 0..chunks.len() {
+            let (k, r) = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("completion");
+            let c = r.expect("completes");
+            assert_eq!(c.status, Status::Success);
+            let want: Vec<bool> = chunks[k].iter().map(oracle).collect();
+            assert_eq!(c.result as usize, want.iter().filter(|&&v| v).count());
+            let mut bits = [0u8; 4];
+            outs[k].read(0, &mut bits).expect("read");
+            let got: Vec<bool> = (0..want.len())
+                .map(|i| bits[i / 8] >> (i % 8) & 1 == 1)
+                .collect();
+            assert_eq!(got, want, "{opts}: command {k}'s bitmap");
+        }
+    }
+}

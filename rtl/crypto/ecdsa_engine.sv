@@ -353,6 +353,7 @@ module ecdsa_engine #(
   localparam logic [1:0] W_WAIT = 2'd3;
 
   logic [1:0]  w_state_q;
+  logic        w_done_q;
   logic [15:0] w_len;
   logic [15:0] w_beats, w_beat_q;
   logic        w_err_q;
@@ -368,7 +369,9 @@ module ecdsa_engine #(
     end else begin
       case (w_state_q)
         W_IDLE: begin
-          if (m_state_q == M_WRITE && go) begin
+          // Start once per command: the cycle after the done pulse the command FSM is still in
+          // M_WRITE, and a second (late) write would race the next command's bitmap.
+          if (m_state_q == M_WRITE && !w_done_q && go) begin
             w_beat_q  <= '0;
             w_err_q   <= 1'b0;
             w_state_q <= W_REQ;
@@ -394,7 +397,6 @@ module ecdsa_engine #(
   end
 
   // The done pulse is seen by the command FSM one cycle later, through w_done.
-  logic w_done_q;
   always_ff @(posedge clk_i) begin
     if (!rst_ni) w_done_q <= 1'b0;
     else         w_done_q <= (w_state_q == W_WAIT) && s_wr_done_valid_i;

@@ -1,11 +1,14 @@
-//! The crypto service: SHA-256 of single messages and batches, and Merkle roots, on CPU or BPU.
+//! The crypto service: SHA-256 of single messages and batches, Merkle roots, and ECDSA P-256
+//! verification, on CPU or BPU.
 //!
 //! On a BPU, callers copy their messages into DMA memory and hand a job to the batcher thread;
 //! the batcher takes every job waiting, spreads their messages over a few SHA256_BATCH (or
 //! MERKLE_LEVEL) commands, one or two per engine instance, and submits them with one doorbell.
 //! Completions run on the driver's reaper thread, which copies digests out and answers callers.
 
+use crate::ecdsa::{cpu_verify, VerifyRequest};
 use crate::merkle;
+use crate::verify_bpu::BpuVerifier;
 use crate::{Error, Result};
 use bpu_driver::{hash_descriptor, Command, Completion, Device, DmaBuf, EngineType, Submission};
 use parking_lot::Mutex;
@@ -45,6 +48,8 @@ pub struct CryptoMetrics {
     pub messages: u64,
     /// Message bytes hashed.
     pub bytes: u64,
+    /// ECDSA signatures verified (valid or not).
+    pub signatures: u64,
     /// Device commands issued (BPU backend).
     pub commands: u64,
     /// Doorbell batches submitted (BPU backend).
@@ -62,6 +67,7 @@ struct Counters {
     requests: AtomicU64,
     messages: AtomicU64,
     bytes: AtomicU64,
+    signatures: AtomicU64,
     commands: AtomicU64,
     batches: AtomicU64,
     queue_depth: AtomicU64,
@@ -82,6 +88,9 @@ impl Counters {
 
 /// Inputs at or below this many bytes are hashed inline on the CPU; larger go to rayon.
 const CPU_INLINE_BYTES: usize = 64 << 10;
+/// Batches of at most this many signatures are verified inline on the CPU (one verification is
+/// about 50 µs); larger ones go to rayon.
+const CPU_INLINE_VERIFIES: usize = 2;
 /// Most message bytes one BPU job carries (larger calls are split), to bound DMA memory use.
 const BPU_JOB_BYTES: usize = 8 << 20;
 /// Most jobs the batcher takes into one doorbell.
@@ -164,6 +173,7 @@ impl CryptoService {
             requests: l(&c.requests),
             messages: l(&c.messages),
             bytes: l(&c.bytes),
+            signatures: l(&c.signatures),
             commands: l(&c.commands),
             batches: l(&c.batches),
             queue_depth: l(&c.queue_depth),
@@ -230,6 +240,37 @@ impl CryptoService {
         self.counters
             .finish(start, leaves.len().saturating_sub(1), leaves.len() * 32);
         Ok(r)
+    }
+
+    /// ECDSA P-256 verdict of one request (see [`crate::ecdsa`] for the rules).
+    pub async fn verify(&self, req: &VerifyRequest) -> Result<bool> {
+        let mut v = self.verify_batch(std::slice::from_ref(req)).await?;
+        v.pop().ok_or(Error::Closed)
+    }
+
+    /// ECDSA P-256 verdicts of each request, in order. A malformed request (r = 0, Q off the
+    /// curve, …) is a `false` verdict, not an error.
+    pub async fn verify_batch(&self, reqs: &[VerifyRequest]) -> Result<Vec<bool>> {
+        let start = Instant::now();
+        let out = match &*self.backend {
+            Backend::Cpu(pool) => {
+                if reqs.len() <= CPU_INLINE_VERIFIES {
+                    reqs.iter().map(cpu_verify).collect()
+                } else {
+                    let owned = reqs.to_vec();
+                    on_rayon(pool.as_deref(), move || {
+                        owned.par_iter().map(cpu_verify).collect()
+                    })
+                    .await?
+                }
+            }
+            Backend::Bpu(b) => b.verify(reqs).await?,
+        };
+        self.counters
+            .signatures
+            .fetch_add(reqs.len() as u64, Ordering::Relaxed);
+        self.counters.finish(start, 0, 0);
+        Ok(out)
     }
 
     async fn hash_many<M: AsRef<[u8]>>(
@@ -324,6 +365,8 @@ struct Bpu {
     device: Device,
     tx: Option<crossbeam_channel::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// ECDSA verification, when the device has the engine.
+    verifier: Option<BpuVerifier>,
 }
 
 impl Drop for Bpu {
@@ -356,6 +399,7 @@ impl Bpu {
             })
             .map_err(|_| Error::Closed)?;
         Ok(Bpu {
+            verifier: BpuVerifier::start(&device)?,
             device,
             tx: Some(tx),
             thread: Some(thread),
@@ -652,7 +696,7 @@ fn check(r: bpu_driver::Result<Completion>, reset: &AtomicBool) -> bpu_driver::R
     }
 }
 
-fn clone_err(e: &bpu_driver::Error) -> bpu_driver::Error {
+pub(crate) fn clone_err(e: &bpu_driver::Error) -> bpu_driver::Error {
     match e {
         bpu_driver::Error::Status(s) => bpu_driver::Error::Status(*s),
         bpu_driver::Error::Timeout(d, w) => bpu_driver::Error::Timeout(*d, w),
@@ -697,6 +741,22 @@ fn fail(job: &Mutex<JobState>, e: bpu_driver::Error) {
         if let Some(reply) = st.reply.take() {
             let e = st.error.take().map(Error::Device).unwrap_or(Error::Closed);
             let _ = reply.send(Err(e));
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------------
+// BPU backend: ECDSA P-256 verification (see `verify_bpu`)
+
+impl Bpu {
+    /// Verdicts of `reqs` on the device's ECDSA engine.
+    async fn verify(&self, reqs: &[VerifyRequest]) -> Result<Vec<bool>> {
+        match &self.verifier {
+            Some(v) => v.verify(reqs).await,
+            None => Err(Error::Unsupported(
+                "this device has no ECDSA P-256 engine; use --device cpu or a BPU build with one"
+                    .into(),
+            )),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! bpu-runtime: engine services over interchangeable backends: software on the CPU, or a BPU.
 //!
-//! Purpose: the ledger and gateway call services (`crypto` today) without knowing where the
-//! work runs. `Backend::Cpu` computes in software (rayon across cores where batches are large);
+//! Purpose: the ledger and gateway call services (`crypto` today: SHA-256, Merkle roots, ECDSA
+//! P-256 verification) without knowing where the work runs. `Backend::Cpu` computes in
+//! software (rayon across cores where batches are large);
 //! `Backend::Bpu` drives any device the driver opens (`sim://…`, `vfio://…`), gathering the
 //! requests that arrive together into a few batch commands and one doorbell.
 //!
@@ -14,9 +15,12 @@
 //! Start reading at [`crypto::CryptoService::open`].
 
 pub mod crypto;
+pub mod ecdsa;
 pub mod merkle;
+mod verify_bpu;
 
 pub use crypto::{CryptoMetrics, CryptoService, Digest};
+pub use ecdsa::{cpu_verify, ParseError, PublicKey, Signature, VerifyRequest};
 
 /// Errors of runtime services.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +31,10 @@ pub enum Error {
     TooLarge(String),
     #[error("the service is shutting down")]
     Closed,
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Parse(#[from] ecdsa::ParseError),
 }
 
 /// Result with the runtime's error.

@@ -6,6 +6,7 @@
 //! engine runs one command at a time, so fewer, larger commands waste less at each command's
 //! tail), and submits them with one doorbell. Completions run on the driver's reaper thread.
 
+use crate::crypto::clone_err;
 use crate::ecdsa::VerifyRequest;
 use crate::{Error, Result};
 use bpu_driver::regs::ECDSA_MAX_BATCH;
@@ -154,10 +155,18 @@ impl Pool {
                 reply: Some(job.reply),
                 remaining: 0,
             }));
-            items.extend(job.reqs.into_iter().enumerate().map(|(i, r)| (st.clone(), i, r)));
+            items.extend(
+                job.reqs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| (st.clone(), i, r)),
+            );
         }
         let max = ECDSA_MAX_BATCH as usize;
-        let commands = items.len().div_ceil(max).max(self.instances.min(items.len()));
+        let commands = items
+            .len()
+            .div_ceil(max)
+            .max(self.instances.min(items.len()));
         let per = items.len().div_ceil(commands).clamp(1, max);
         let mut subs = Vec::new();
         for chunk in items.chunks(per) {
@@ -169,7 +178,8 @@ impl Pool {
                 Ok(s) => subs.push(s),
                 Err((e, runs)) => {
                     for (st, _) in runs {
-                        st.lock().settle(Err(bpu_driver::Error::Invalid(e.to_string())));
+                        st.lock()
+                            .settle(Err(bpu_driver::Error::Invalid(e.to_string())));
                     }
                 }
             }
@@ -182,7 +192,11 @@ impl Pool {
 
     /// One ECDSA_P256_VERIFY over records that may belong to several calls (`runs`: each call's
     /// consecutive records in `chunk`).
-    fn command(&self, chunk: &[Item], runs: Vec<Run>) -> Result<Submission, (bpu_driver::Error, Vec<Run>)> {
+    fn command(
+        &self,
+        chunk: &[Item],
+        runs: Vec<Run>,
+    ) -> Result<Submission, (bpu_driver::Error, Vec<Run>)> {
         match self.buffers(chunk) {
             Ok((records, bitmap)) => Ok(self.submission(chunk, runs, records, bitmap)),
             Err(e) => Err((e, runs)),
@@ -197,7 +211,13 @@ impl Pool {
         Ok((records, self.device.alloc(chunk.len().div_ceil(8))?))
     }
 
-    fn submission(&self, chunk: &[Item], runs: Vec<Run>, records: DmaBuf, bitmap: DmaBuf) -> Submission {
+    fn submission(
+        &self,
+        chunk: &[Item],
+        runs: Vec<Run>,
+        records: DmaBuf,
+        bitmap: DmaBuf,
+    ) -> Submission {
         let n = chunk.len();
         let bitmap = Arc::new(bitmap);
         let entry = Command::EcdsaVerify {
@@ -259,12 +279,4 @@ fn outcome(
     let mut bits = vec![0u8; n.div_ceil(8)];
     bitmap.read(0, &mut bits)?;
     Ok(bits)
-}
-
-fn clone_err(e: &bpu_driver::Error) -> bpu_driver::Error {
-    match e {
-        bpu_driver::Error::Status(s) => bpu_driver::Error::Status(*s),
-        bpu_driver::Error::Timeout(d, w) => bpu_driver::Error::Timeout(*d, w),
-        other => bpu_driver::Error::Invalid(other.to_string()),
-    }
 }
