@@ -345,9 +345,9 @@ fn malformed_inputs_exit_2_with_a_reason() {
 }
 
 #[test]
-fn bench_verify_reports_openssl_and_the_cpu_backend() {
+fn bench_verify_reports_openssl_the_cpu_backend_and_the_device() {
     let out = bpu()
-        .args(["bench", "verify", "--quick", "--json", "--device", "cpu"])
+        .args(["bench", "verify", "--quick", "--json", "--device", "sim://"])
         .output()
         .expect("bpu runs");
     assert!(
@@ -370,8 +370,17 @@ fn bench_verify_reports_openssl_and_the_cpu_backend() {
         assert!(r["verify_per_s"].as_f64().expect("rate") > 100.0, "{r}");
         assert!(r["ratio_to_openssl"].as_f64().is_some(), "{r}");
     }
-    assert!(
-        v["device"].is_null(),
-        "device figures are the device benchmark's"
-    );
+    // The simulated engine: a verification takes cycles, and a full engine overlaps several.
+    let d = &v["device"];
+    let latency = d["cycles_latency_one"].as_u64().expect("latency");
+    let one = d["cycles_amortized_one_engine"]
+        .as_f64()
+        .expect("amortized");
+    let all = d["cycles_amortized_all_engines"]
+        .as_f64()
+        .expect("amortized, all");
+    assert!(latency > 1000, "{d}");
+    assert!(one > 0.0 && one < latency as f64, "{d}");
+    assert!(all > 0.0 && all <= one, "{d}");
+    assert!(d["engines"].as_u64().expect("engines") >= 1, "{d}");
 }

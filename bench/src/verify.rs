@@ -1,10 +1,11 @@
 //! `bpu bench verify`: ECDSA P-256 verifications per second of OpenSSL and the CPU backend on
-//! this machine, and (once the BPU has an ECDSA engine) the device's cycle figures.
+//! this machine, and the device's ECDSA engine in device cycles (see [`verify_device`]).
 //!
 //! CPU figures are wall-clock: `openssl speed ecdsap256` on one core and with `-multi`, and the
 //! crypto service's `verify_batch` on a batch of valid signatures with 1 and all threads.
 //! Every batch's verdicts are checked: a rejected valid signature is an error, not a number.
 
+use crate::verify_device::{self, DeviceVerifyFigures};
 use crate::Projection;
 use bpu_runtime::{CryptoService, PublicKey, Signature, VerifyRequest};
 use rand::{Rng, SeedableRng};
@@ -47,21 +48,6 @@ pub struct CpuVerifyRow {
     pub ratio_to_openssl: Option<f64>,
 }
 
-/// Device figures of the ECDSA engine (filled in by the device benchmark).
-#[derive(Debug, Serialize)]
-pub struct DeviceVerifyFigures {
-    /// Device cycles from doorbell to completion for one verification.
-    pub cycles_latency_one: u64,
-    /// Device cycles per verification in a long batch, all engines busy.
-    pub cycles_amortized: f64,
-    /// ECDSA engine instances.
-    pub engines: u32,
-    /// Verifications per second of one engine at 250 MHz.
-    pub projected_per_engine_250mhz: f64,
-    /// Assumptions and caveats.
-    pub notes: Vec<String>,
-}
-
 /// Everything `bpu bench verify` reports.
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
@@ -75,7 +61,7 @@ pub struct VerifyReport {
     /// Why `openssl` was not measured, when it was not.
     pub openssl_unavailable: Option<String>,
     pub cpu_rows: Vec<CpuVerifyRow>,
-    /// None until the BPU has an ECDSA engine and the device benchmark measures it.
+    /// The ECDSA engine on the device (None for `--device cpu`).
     pub device: Option<DeviceVerifyFigures>,
 }
 
@@ -125,6 +111,19 @@ pub fn run(opts: &Options<'_>) -> Result<VerifyReport, String> {
             ratio_to_openssl: base.map(|b| rate / b),
         });
     }
+    let device = if opts.device == "cpu" {
+        None
+    } else {
+        (opts.progress)(&format!("opening {}", opts.device));
+        let dev = bpu_driver::Device::open(&opts.device).map_err(err)?;
+        let clock = Projection::default().clock_mhz;
+        Some(verify_device::measure(
+            &dev,
+            opts.quick,
+            clock,
+            opts.progress,
+        )?)
+    };
     Ok(VerifyReport {
         device_uri: opts.device.clone(),
         projection: Projection::default(),
@@ -133,7 +132,7 @@ pub fn run(opts: &Options<'_>) -> Result<VerifyReport, String> {
         openssl,
         openssl_unavailable,
         cpu_rows,
-        device: None,
+        device,
     })
 }
 
@@ -288,36 +287,12 @@ impl VerifyReport {
         }
         match &self.device {
             None => o.push_str(&format!(
-                "\nDevice ({}): no ECDSA figures yet (the BPU's ECDSA engine is not wired).\n",
+                "\nDevice ({}): CPU only, no device figures.\n",
                 self.device_uri
             )),
             Some(d) => {
-                o.push_str(&format!(
-                    "\n| device ({}) | value |\n| --- | --- |\n",
-                    self.device_uri
-                ));
-                let mhz = self.projection.clock_mhz;
-                let rows = [
-                    (
-                        "cycles, one verification doorbell-to-completion".to_string(),
-                        d.cycles_latency_one.to_string(),
-                    ),
-                    (
-                        "cycles per verification, amortized".to_string(),
-                        format!("{:.1}", d.cycles_amortized),
-                    ),
-                    ("ECDSA engines".to_string(), d.engines.to_string()),
-                    (
-                        format!("projected verifications/s per engine at {mhz} MHz"),
-                        format!("{:.0}", d.projected_per_engine_250mhz),
-                    ),
-                ];
-                for (what, value) in rows {
-                    o.push_str(&format!("| {what} | {value} |\n"));
-                }
-                for n in &d.notes {
-                    o.push_str(&format!("\n{n}\n"));
-                }
+                o.push('\n');
+                o.push_str(&d.markdown());
             }
         }
         o
