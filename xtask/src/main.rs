@@ -38,6 +38,10 @@ enum Cmd {
         /// Top module to synthesize (bpu_top, or an engine such as sha256_engine).
         #[arg(long, default_value = "bpu_top")]
         top: String,
+        /// Modules to keep as black boxes (synthesized and reported on their own), e.g.
+        /// `--blackbox ecdsa_engine` for the top level around the engines.
+        #[arg(long)]
+        blackbox: Vec<String>,
     },
 }
 
@@ -54,7 +58,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Regen { check } => regen(&root, check),
         Cmd::Lint => lint(&root),
-        Cmd::Synth { top } => synth(&root, &top),
+        Cmd::Synth { top, blackbox } => synth(&root, &top, &blackbox),
     }
 }
 
@@ -165,18 +169,23 @@ fn lint(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn synth(root: &Path, top: &str) -> Result<()> {
+fn synth(root: &Path, top: &str, blackbox: &[String]) -> Result<()> {
     let files = rtl_sources(root)?;
     let out = root.join("target/synth");
     std::fs::create_dir_all(&out)?;
     let list: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     let script = format!(
         "read_verilog -sv -I{inc} {files}\n\
+         {boxes}\
          hierarchy -check -top {top}\n\
          synth_xilinx -family xcup -top {top} -flatten -noiopad\n\
          tee -o {stat} stat\n",
         inc = root.join("rtl/generated").display(),
         files = list.join(" "),
+        boxes = blackbox
+            .iter()
+            .map(|m| format!("blackbox {m}\n"))
+            .collect::<String>(),
         stat = out.join(format!("{top}.stat")).display(),
     );
     let ys = out.join(format!("{top}.ys"));

@@ -280,12 +280,17 @@ struct Line {
     ctrl: bool,
 }
 
+/// Source lines with their line numbers.
+type Source = Vec<(usize, String)>;
+/// A macro: parameter names and body.
+type Macro = (Vec<String>, Source);
+
 /// Assembles microcode source.
 pub fn assemble(src: &str) -> Result<Program> {
     let mut regs: HashMap<String, u8> = HashMap::new();
-    let mut macros: HashMap<String, (Vec<String>, Vec<(usize, String)>)> = HashMap::new();
+    let mut macros: HashMap<String, Macro> = HashMap::new();
     let mut body: Vec<(usize, String)> = Vec::new();
-    let mut in_macro: Option<(String, Vec<String>, Vec<(usize, String)>)> = None;
+    let mut in_macro: Option<(String, Macro)> = None;
     for (i, raw) in src.lines().enumerate() {
         let line_no = i + 1;
         let text = raw.split(';').next().unwrap_or("").trim();
@@ -312,16 +317,16 @@ pub fn assemble(src: &str) -> Result<Program> {
                     .map(|w| w.trim_matches(',').to_string())
                     .filter(|w| !w.is_empty())
                     .collect();
-                in_macro = Some((name, params, Vec::new()));
+                in_macro = Some((name, (params, Vec::new())));
             }
             ".endm" => {
-                let (name, params, lines) = in_macro
+                let (name, (params, lines)) = in_macro
                     .take()
                     .with_context(|| format!("line {line_no}: .endm without .macro"))?;
                 macros.insert(name, (params, lines));
             }
             _ => match &mut in_macro {
-                Some((_, _, lines)) => lines.push((line_no, text.to_string())),
+                Some((_, (_, lines))) => lines.push((line_no, text.to_string())),
                 None => body.push((line_no, text.to_string())),
             },
         }
@@ -364,12 +369,12 @@ pub fn assemble(src: &str) -> Result<Program> {
     // Basic blocks: a label starts one, explicit control ends one.
     let mut blocks: Vec<std::ops::Range<usize>> = Vec::new();
     let mut begin = 0;
-    for i in 0..lines.len() {
+    for (i, line) in lines.iter().enumerate() {
         if i > begin && starts.contains(&i) {
             blocks.push(begin..i);
             begin = i;
         }
-        if lines[i].ctrl {
+        if line.ctrl {
             blocks.push(begin..i + 1);
             begin = i + 1;
         }
@@ -568,7 +573,7 @@ fn schedule(lines: &[Line]) -> Result<Vec<Word>> {
 
 fn expand(
     body: &[(usize, String)],
-    macros: &HashMap<String, (Vec<String>, Vec<(usize, String)>)>,
+    macros: &HashMap<String, Macro>,
     out: &mut Vec<(usize, String)>,
     counter: &mut usize,
     depth: usize,
