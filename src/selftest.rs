@@ -1,7 +1,7 @@
 //! `bpu selftest`: an end-to-end check of a device (or the CPU backend) with a readable report.
 
 use bpu_driver::{Command, Device, EngineType, Status};
-use bpu_runtime::{merkle, CryptoService, Digest};
+use bpu_runtime::{cpu_verify, merkle, CryptoService, Digest, VerifyRequest};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -229,6 +229,34 @@ pub fn run(uri: &str) -> Report {
             }
         }
         Ok("RFC 6962 roots for 0..100 leaves".into())
+    });
+    check(&mut checks, "ECDSA P-256 verdicts", || {
+        // Valid signatures by random keys; every other one with its digest tampered.
+        let reqs: Vec<VerifyRequest> = bpu_bench::verify_device::valid_records(16, 3)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut digest = r.digest;
+                digest[31] ^= (i % 2) as u8;
+                VerifyRequest {
+                    digest,
+                    r: r.r,
+                    s: r.s,
+                    qx: r.qx,
+                    qy: r.qy,
+                }
+            })
+            .collect();
+        let got = rt
+            .block_on(svc.verify_batch(&reqs))
+            .map_err(|e| e.to_string())?;
+        for (i, (req, g)) in reqs.iter().zip(&got).enumerate() {
+            let want = i % 2 == 0;
+            if *g != want || cpu_verify(req) != want {
+                return Err(format!("signature {i}: got {g}, want {want}"));
+            }
+        }
+        Ok(format!("{} signatures, valid and tampered", reqs.len()))
     });
     if let Some(d) = device {
         check(&mut checks, "bad command rejected", || {

@@ -192,8 +192,9 @@ module ecdsa_core (
   assign opc0[2] = xa0;
   assign opc0[3] = xb0;
 
+  // Datapath registers load only for a valid word (a clock enable: idle threads cost nothing).
   always_ff @(posedge clk_i) begin
-    if (go) begin
+    if (go && v0) begin
       for (int k = 0; k < 4; k++) begin
         rm1[k]  <= bank_m[{t0, opc0[k][4:0]}];
         rx1[k]  <= bank_x[{t0, opc0[k][4:0]}];
@@ -227,12 +228,14 @@ module ecdsa_core (
   logic [255:0] op2 [4];
   logic [3:0]   ka1, kb1, ka2, kb2;
   always_ff @(posedge clk_i) begin
-    if (go) begin
+    if (go && val_q[1]) begin
       for (int k = 0; k < 4; k++) op2[k] <= pick(cls1[k], lv1[k] ? rx1[k] : rm1[k], in1[k], c1[k]);
-      ka1 <= ka0;
-      kb1 <= kb0;
       ka2 <= ka1;
       kb2 <= kb1;
+    end
+    if (go && v0) begin
+      ka1 <= ka0;
+      kb1 <= kb0;
     end
   end
 
@@ -272,10 +275,10 @@ module ecdsa_core (
   logic [256:0] u6;
   logic [255:0] rm7;
   logic [512:0] sum5;                 // T + m·M < 2·2²⁵⁶·M needs 513 bits
-  assign men2 = ctl_q[2][C_MEN];
-  assign men3 = ctl_q[3][C_MEN];
-  assign men4 = ctl_q[4][C_MEN];
-  assign men5 = ctl_q[5][C_MEN];
+  assign men2 = ctl_q[2][C_MEN] && val_q[2];
+  assign men3 = ctl_q[3][C_MEN] && val_q[3];
+  assign men4 = ctl_q[4][C_MEN] && val_q[4];
+  assign men5 = ctl_q[5][C_MEN] && val_q[5];
   assign sum5 = {1'b0, t5} + {1'b0, mn5};
 
   always_ff @(posedge clk_i) begin
@@ -290,7 +293,7 @@ module ecdsa_core (
         t5  <= t4;
       end
       if (men5) u6 <= sum5[512:256];
-      rm7 <= 256'(csub({4'd0, u6}, modulus(ctl_q[6][C_MMODN]), 0));
+      if (val_q[6]) rm7 <= 256'(csub({4'd0, u6}, modulus(ctl_q[6][C_MMODN]), 0));
     end
   end
 
@@ -307,17 +310,17 @@ module ecdsa_core (
     if (go) begin
       f3 <= 1'b0;
       v3 <= '0;
-      case (xalu2)
+      if (val_q[2]) case (xalu2)
         ALU_ADD: v3 <= scale(op2[2], ka2) + scale(op2[3], kb2);
         ALU_SUB: v3 <= scale(op2[2], ka2) + scale(xm2 - op2[3], kb2);
         ALU_CEQ: f3 <= (op2[2] == op2[3]);
         ALU_CLT: f3 <= (op2[2] < op2[3]);
         default: ;
       endcase
-      v4  <= csub(v3, modulus(ctl_q[3][C_XMODN]), 3);
-      v5  <= csub(v4, modulus(ctl_q[4][C_XMODN]), 2);
-      v6  <= csub(v5, modulus(ctl_q[5][C_XMODN]), 1);
-      rx7 <= 256'(csub(v6, modulus(ctl_q[6][C_XMODN]), 0));
+      if (val_q[3]) v4  <= csub(v3, modulus(ctl_q[3][C_XMODN]), 3);
+      if (val_q[4]) v5  <= csub(v4, modulus(ctl_q[4][C_XMODN]), 2);
+      if (val_q[5]) v6  <= csub(v5, modulus(ctl_q[5][C_XMODN]), 1);
+      if (val_q[6]) rx7 <= 256'(csub(v6, modulus(ctl_q[6][C_XMODN]), 0));
       f4 <= f3;
       f5 <= f4;
       f6 <= f5;
