@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Alveo U250 (XCU250) resources: LUTs, flip-flops, DSP slices, 36 Kb block RAMs.
+/// Keys as in the `cargo xtask synth` area report.
 pub const U250: [(&str, u64); 4] = [
-    ("lut", 1_728_000),
-    ("ff", 3_456_000),
-    ("dsp", 12_288),
+    ("luts", 1_728_000),
+    ("ffs", 3_456_000),
+    ("dsps", 12_288),
     ("bram", 2_688),
 ];
 /// Share of each U250 resource the projection lets engines use (the rest: shell, PCIe, DMA,
@@ -161,14 +162,7 @@ pub fn measure(
     )
     .ok()
     .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    let fit = area.as_ref().and_then(|a| {
-        U250.iter()
-            .filter_map(|(k, cap)| {
-                let used = a.get(*k)?.as_u64()?;
-                (used > 0).then(|| ((*cap as f64 * U250_USABLE) as u64 / used, k.to_string()))
-            })
-            .min()
-    });
+    let fit = area.as_ref().and_then(u250_fit);
     Ok(DeviceVerifyFigures {
         device: device.info().transport.clone(),
         engines,
@@ -183,6 +177,17 @@ pub fn measure(
         area,
         clock_mhz,
     })
+}
+
+/// How many engines of `area` (a `cargo xtask synth` report) fit a U250 at `U250_USABLE` of
+/// each resource, and which resource runs out first.
+pub fn u250_fit(area: &serde_json::Value) -> Option<(u64, String)> {
+    U250.iter()
+        .filter_map(|(k, cap)| {
+            let used = area.get(*k)?.as_u64()?;
+            (used > 0).then(|| ((*cap as f64 * U250_USABLE) as u64 / used, k.to_string()))
+        })
+        .min()
 }
 
 impl DeviceVerifyFigures {
@@ -236,5 +241,18 @@ impl DeviceVerifyFigures {
             row("ecdsa_engine area (Yosys synth_xilinx)", a.to_string());
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn u250_fit_takes_the_scarcest_resource() {
+        let area = serde_json::json!({"luts": 85902, "ffs": 10568, "dsps": 616, "bram": 32});
+        // 12,288 DSPs × 0.7 / 616 = 13.96; LUTs allow 14, BRAM 58.
+        assert_eq!(u250_fit(&area), Some((13, "dsps".to_string())));
+        assert_eq!(u250_fit(&serde_json::json!({})), None);
     }
 }
