@@ -137,18 +137,28 @@ module bpu_regs #(
   function automatic logic in_queue(input logic [15:0] a);
     in_queue = (32'(a) >= Q_BASE) && (32'(a) < Q_BASE + NQ * Q_STRIDE);
   endfunction
+  // Strides are powers of two (checked below): index and offset are a shift and a mask, which
+  // Yosys 0.23 does not derive from `/` and `%` (it built full dividers for them).
+  localparam int unsigned ENG_SHIFT = $clog2(ENG_STRIDE);
+  localparam int unsigned Q_SHIFT = $clog2(Q_STRIDE);
   function automatic int unsigned eng_index(input logic [15:0] a);
-    eng_index = (32'(a) - ENG_BASE) / ENG_STRIDE;
+    eng_index = (32'(a) - ENG_BASE) >> ENG_SHIFT;
   endfunction
   function automatic int unsigned q_index(input logic [15:0] a);
-    q_index = (32'(a) - Q_BASE) / Q_STRIDE;
+    q_index = (32'(a) - Q_BASE) >> Q_SHIFT;
   endfunction
   function automatic logic [15:0] eng_off(input logic [15:0] a);
-    eng_off = 16'((32'(a) - ENG_BASE) % ENG_STRIDE);
+    eng_off = 16'((32'(a) - ENG_BASE) & (ENG_STRIDE - 1));
   endfunction
   function automatic logic [15:0] q_off(input logic [15:0] a);
-    q_off = 16'((32'(a) - Q_BASE) % Q_STRIDE);
+    q_off = 16'((32'(a) - Q_BASE) & (Q_STRIDE - 1));
   endfunction
+
+  generate
+    if ((ENG_STRIDE & (ENG_STRIDE - 1)) != 0 || (Q_STRIDE & (Q_STRIDE - 1)) != 0) begin : g_bad_stride
+      $error("bpu_regs: register block strides must be powers of two");
+    end
+  endgenerate
 
   // Simulation speed: the address decode and the read mux are evaluated inside the register
   // update branches of a read or write (functions of the address, the read mux inline below),
