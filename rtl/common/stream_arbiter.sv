@@ -16,10 +16,11 @@ module stream_arbiter #(
   localparam int unsigned IW = (N > 1) ? $clog2(N) : 1;
 
   logic [IW-1:0] rr_q;   // highest priority input this cycle
-  logic [IW-1:0] pick;
+  logic [IW-1:0] pick, pick_next;
   logic          any;
 
-  rr_pick #(.N(N), .IW(IW)) u_pick (.req_i(s_valid_i), .start_i(rr_q), .ok_o(any), .pick_o(pick));
+  rr_pick #(.N(N), .IW(IW)) u_pick (.req_i(s_valid_i), .start_i(rr_q), .ok_o(any), .pick_o(pick),
+                                  .next_o(pick_next));
 
   always_comb begin
     m_grant_o = '0;
@@ -41,6 +42,6 @@ module stream_arbiter #(
 
   always_ff @(posedge clk_i) begin
     if (!rst_ni) rr_q <= '0;
-    else if (any && m_ready_i) rr_q <= IW'((32'(pick) + 1) % N);
+    else if (any && m_ready_i) rr_q <= pick_next;
   end
 endmodule

@@ -64,9 +64,10 @@ module cmd_dispatch #(
     end
   end
 
-  logic [IW-1:0] rr_q, pick;
+  logic [IW-1:0] rr_q, pick, pick_next;
   logic          pick_ok;
-  rr_pick #(.N(NI), .IW(IW)) u_pick (.req_i(ready_set), .start_i(rr_q), .ok_o(pick_ok), .pick_o(pick));
+  rr_pick #(.N(NI), .IW(IW)) u_pick (.req_i(ready_set), .start_i(rr_q), .ok_o(pick_ok), .pick_o(pick),
+                                    .next_o(pick_next));
 
   // A command completes locally when no instance can ever take it.
   wire local_cpl = !eng_hit || (member == '0);
@@ -95,6 +96,6 @@ module cmd_dispatch #(
 
   always_ff @(posedge clk_i) begin
     if (!rst_ni) rr_q <= '0;
-    else if (s_cmd_valid_i && !is_local && pick_ok) rr_q <= IW'((32'(pick) + 1) % NI);
+    else if (s_cmd_valid_i && !is_local && pick_ok) rr_q <= pick_next;
   end
 endmodule

@@ -108,8 +108,9 @@ module queue_mgr #(
 
   // Round-robin pick starting at f_rr_q.
   logic          f_pick_ok;
-  logic [QW-1:0] f_pick;
-  rr_pick #(.N(NQ), .IW(QW)) u_pick (.req_i(f_want), .start_i(f_rr_q), .ok_o(f_pick_ok), .pick_o(f_pick));
+  logic [QW-1:0] f_pick, f_pick_next;
+  rr_pick #(.N(NQ), .IW(QW)) u_pick (.req_i(f_want), .start_i(f_rr_q), .ok_o(f_pick_ok), .pick_o(f_pick),
+                                    .next_o(f_pick_next));
 
   assign m_rd_req_valid_o = (f_state_q == F_REQ);
   // Per-queue selects are written as constant-index muxes (a variable part-select of a wide
@@ -215,7 +216,7 @@ module queue_mgr #(
       case (f_state_q)
         F_IDLE: if (f_pick_ok) begin
           f_q_q     <= f_pick;
-          f_rr_q    <= QW'((32'(f_pick) + 1) % NQ);
+          f_rr_q    <= f_pick_next;
           f_beat_q  <= '0;
           f_state_q <= F_REQ;
         end

@@ -174,9 +174,9 @@ impl Pool {
             for (st, _) in &runs {
                 st.lock().remaining += 1;
             }
-            match self.command(chunk, runs) {
-                Ok(s) => subs.push(s),
-                Err((e, runs)) => {
+            match self.buffers(chunk) {
+                Ok((records, bitmap)) => subs.push(self.submission(chunk, runs, records, bitmap)),
+                Err(e) => {
                     for (st, _) in runs {
                         st.lock()
                             .settle(Err(bpu_driver::Error::Invalid(e.to_string())));
@@ -190,19 +190,7 @@ impl Pool {
         }
     }
 
-    /// One ECDSA_P256_VERIFY over records that may belong to several calls (`runs`: each call's
-    /// consecutive records in `chunk`).
-    fn command(
-        &self,
-        chunk: &[Item],
-        runs: Vec<Run>,
-    ) -> Result<Submission, (bpu_driver::Error, Vec<Run>)> {
-        match self.buffers(chunk) {
-            Ok((records, bitmap)) => Ok(self.submission(chunk, runs, records, bitmap)),
-            Err(e) => Err((e, runs)),
-        }
-    }
-
+    /// A command's record table (copied from the calls' requests) and its bitmap buffer.
     fn buffers(&self, chunk: &[Item]) -> bpu_driver::Result<(DmaBuf, DmaBuf)> {
         let mut records = self.device.alloc(160 * chunk.len())?;
         for (k, (_, _, r)) in chunk.iter().enumerate() {
@@ -211,6 +199,8 @@ impl Pool {
         Ok((records, self.device.alloc(chunk.len().div_ceil(8))?))
     }
 
+    /// One ECDSA_P256_VERIFY over records that may belong to several calls (`runs`: each call's
+    /// consecutive records in `chunk`).
     fn submission(
         &self,
         chunk: &[Item],
