@@ -72,7 +72,7 @@ fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), FormatErr
     }
 }
 
-fn check_name(what: &'static str, s: &str, max: usize) -> Result<(), FormatError> {
+pub(crate) fn check_name(what: &'static str, s: &str, max: usize) -> Result<(), FormatError> {
     check_len(what, s.len(), max)?;
     let ok = !s.is_empty()
         && s.bytes()

@@ -10,8 +10,10 @@
 //!   signatures over encodings are unambiguous.
 //! - A transaction's id is the SHA-256 of its encoded body; its signature does not change it.
 //!
-//! Start reading at [`format`] (the spec is `docs/formats.md`).
+//! Start reading at [`format`] (the spec is `docs/formats.md`), then [`membership`].
 
 pub mod format;
+pub mod membership;
 
 pub use format::{Block, BlockHeader, EndorsedTx, FormatError, Receipt, Transaction, TxBody, Wire};
+pub use membership::{Genesis, Membership, Role};
