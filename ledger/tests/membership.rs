@@ -68,7 +68,8 @@ fn genesis_round_trips_and_answers_lookups() {
 
 #[test]
 fn bad_genesis_is_rejected_with_a_reason() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Genesis)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Genesis)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("version", Box::new(|g| g.version = 9)),
         ("channel", Box::new(|g| g.channel = "no spaces".into())),
         (
