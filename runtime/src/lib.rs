@@ -18,6 +18,7 @@ pub mod crypto;
 pub mod ecdsa;
 pub mod merkle;
 mod verify_bpu;
+pub mod vm;
 
 pub use crypto::{CryptoMetrics, CryptoService, Digest};
 pub use ecdsa::{cpu_verify, ParseError, PublicKey, Signature, VerifyRequest};
