@@ -528,3 +528,46 @@ fn malformed_elf_is_an_error_not_a_panic() {
     header[44] = 1; // e_phnum, but no program header follows
     assert!(matches!(Image::elf(&header), Err(LoadError::Elf(_))));
 }
+
+#[test]
+fn random_words_and_mutated_elves_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for _ in 0..200 {
+        let words: Vec<u32> = (0..64).map(|_| rng.gen()).collect();
+        let mut m = machine(&words, 10_000);
+        for k in [5u8, 6, 7] {
+            m.set_reg(k, rng.gen());
+        }
+        let gas_limit = 10_000;
+        if m.run(&mut BasicHost::default()).is_ok() {
+            assert!(m.gas_used() <= gas_limit);
+        }
+    }
+    let mut header = vec![0u8; 52 + 32];
+    header[..7].copy_from_slice(b"\x7fELF\x01\x01\x01");
+    header[16] = 2;
+    header[18] = 0xf3;
+    header[20] = 1;
+    header[28] = 52;
+    header[42] = 32;
+    header[44] = 1;
+    header[52] = 1; // PT_LOAD
+    for _ in 0..2000 {
+        let mut elf = header.clone();
+        for _ in 0..rng.gen_range(1..6) {
+            let at = rng.gen_range(24..elf.len());
+            elf[at] = rng.gen();
+        }
+        if let Ok(image) = Image::elf(&elf) {
+            let _ = Machine::new(
+                Config {
+                    mem_size: 1 << 16,
+                    gas_limit: 100,
+                },
+                &image,
+            )
+            .map(|mut m| m.run(&mut BasicHost::default()));
+        }
+    }
+}
