@@ -12,12 +12,13 @@
 //! - Every call returns within the device timeout: a stuck device is reset and the affected
 //!   calls get `Error::Device`, later calls work again.
 //!
-//! Start reading at [`crypto::CryptoService::open`].
+//! Start reading at [`crypto::CryptoService::open`]; the contract VM is [`vm::Machine`].
 
 pub mod crypto;
 pub mod ecdsa;
 pub mod merkle;
 mod verify_bpu;
+pub mod vm;
 
 pub use crypto::{CryptoMetrics, CryptoService, Digest};
 pub use ecdsa::{cpu_verify, ParseError, PublicKey, Signature, VerifyRequest};

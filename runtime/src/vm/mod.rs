@@ -1,0 +1,264 @@
+//! The contract VM: a deterministic, gas-metered RV32IM interpreter (`docs/contract-abi.md`).
+//!
+//! A [`Machine`] owns a flat little-endian memory, 32 registers and a gas meter. [`Machine::run`]
+//! executes until the program exits through the [`Host`] or a [`Trap`] stops it; no input makes
+//! it panic. Misaligned loads and stores are allowed; writes to read-only segments (code) trap.
+
+mod decode;
+mod exec;
+mod loader;
+
+pub use decode::{decode, AluOp, BranchOp, Instr};
+pub use exec::{alu, cost, gas};
+pub use loader::{Image, LoadError, Segment};
+
+use std::ops::Range;
+
+/// Why a run stopped without exiting normally.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Trap {
+    #[error("out of gas")]
+    OutOfGas,
+    #[error("illegal instruction {word:#010x} at {pc:#x}")]
+    IllegalInstruction { pc: u32, word: u32 },
+    #[error("memory fault at {pc:#x}: {len} bytes at {addr:#x}")]
+    MemoryFault { pc: u32, addr: u32, len: u32 },
+    #[error("misaligned instruction fetch at {pc:#x}")]
+    MisalignedFetch { pc: u32 },
+    #[error("ebreak at {pc:#x}")]
+    Ebreak { pc: u32 },
+    #[error("unknown syscall {number} at {pc:#x}")]
+    UnknownSyscall { pc: u32, number: u32 },
+}
+
+/// What the host tells the machine after a syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Continue with the instruction after the ECALL.
+    Continue,
+    /// Stop the run with this exit code.
+    Exit(u32),
+}
+
+/// The environment that serves ECALLs: `a7` is the syscall number, `a0..a5` the arguments,
+/// `a0` the result (set by the host with [`Machine::set_reg`]).
+pub trait Host {
+    /// Serves one ECALL at `vm.pc()`; may charge gas with [`Machine::charge`].
+    fn ecall(&mut self, vm: &mut Machine) -> Result<Flow, Trap>;
+}
+
+/// Register numbers of the ABI names the syscall convention uses.
+pub mod reg {
+    pub const SP: u8 = 2;
+    pub const A0: u8 = 10;
+    pub const A1: u8 = 11;
+    pub const A2: u8 = 12;
+    pub const A7: u8 = 17;
+}
+
+/// Syscall numbers (Linux's, so that programs also run under `qemu-riscv32`).
+pub mod syscall {
+    /// `write(fd = a0, buf = a1, len = a2)`: returns `len` in `a0`.
+    pub const WRITE: u32 = 64;
+    /// `exit(code = a0)`: ends the run.
+    pub const EXIT: u32 = 93;
+}
+
+/// Gas per byte passed to `write`.
+pub const GAS_PER_WRITE_BYTE: u64 = 1;
+
+/// A minimal host: `exit` and `write` (bytes for fds 1 and 2 collect in `output`).
+#[derive(Debug, Default)]
+pub struct BasicHost {
+    /// Everything written to fd 1 or 2, in order.
+    pub output: Vec<u8>,
+}
+
+impl Host for BasicHost {
+    fn ecall(&mut self, vm: &mut Machine) -> Result<Flow, Trap> {
+        match vm.reg(reg::A7) {
+            syscall::EXIT => Ok(Flow::Exit(vm.reg(reg::A0))),
+            syscall::WRITE => {
+                let (fd, buf, len) = (vm.reg(reg::A0), vm.reg(reg::A1), vm.reg(reg::A2));
+                vm.charge(u64::from(len) * GAS_PER_WRITE_BYTE)?;
+                let bytes = vm.read_bytes(buf, len)?;
+                if fd == 1 || fd == 2 {
+                    self.output.extend_from_slice(bytes);
+                }
+                vm.set_reg(reg::A0, len);
+                Ok(Flow::Continue)
+            }
+            number => Err(Trap::UnknownSyscall {
+                pc: vm.pc(),
+                number,
+            }),
+        }
+    }
+}
+
+/// Machine parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Memory size in bytes; addresses `0..mem_size` exist, the stack starts at the top.
+    pub mem_size: u32,
+    /// Gas available to the run.
+    pub gas_limit: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mem_size: 1 << 20,
+            gas_limit: 10_000_000,
+        }
+    }
+}
+
+/// An RV32IM hart with its memory and gas meter.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    regs: [u32; 32],
+    pc: u32,
+    mem: Vec<u8>,
+    read_only: Vec<Range<u32>>,
+    gas_limit: u64,
+    gas_used: u64,
+}
+
+impl Machine {
+    /// A machine with `image` loaded, `pc` at its entry, `sp` at the top of memory (16-byte
+    /// aligned) and every other register zero.
+    pub fn new(config: Config, image: &Image) -> Result<Machine, LoadError> {
+        let mut mem = vec![0u8; config.mem_size as usize];
+        let mut read_only = Vec::new();
+        for s in &image.segments {
+            let end = s
+                .addr
+                .checked_add(s.mem_size)
+                .filter(|&e| e <= config.mem_size && s.data.len() as u64 <= u64::from(s.mem_size))
+                .ok_or(LoadError::OutOfMemory {
+                    addr: s.addr,
+                    len: s.mem_size,
+                })?;
+            let start = s.addr as usize;
+            mem[start..start + s.data.len()].copy_from_slice(&s.data);
+            if !s.writable {
+                read_only.push(s.addr..end);
+            }
+        }
+        let mut m = Machine {
+            regs: [0; 32],
+            pc: image.entry,
+            mem,
+            read_only,
+            gas_limit: config.gas_limit,
+            gas_used: 0,
+        };
+        m.set_reg(reg::SP, config.mem_size & !15);
+        Ok(m)
+    }
+
+    /// Runs until exit (`Ok(code)`) or a trap; [`Machine::gas_used`] tells the gas spent.
+    pub fn run(&mut self, host: &mut dyn Host) -> Result<u32, Trap> {
+        loop {
+            if let Flow::Exit(code) = self.step(host)? {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// Fetches, decodes, charges and executes one instruction.
+    pub fn step(&mut self, host: &mut dyn Host) -> Result<Flow, Trap> {
+        let pc = self.pc;
+        if pc % 4 != 0 {
+            return Err(Trap::MisalignedFetch { pc });
+        }
+        let word = self.load(pc, 4)?;
+        let instr = decode(word).ok_or(Trap::IllegalInstruction { pc, word })?;
+        self.charge(cost(&instr))?;
+        self.execute(instr, host)
+    }
+
+    /// Deducts `amount` gas, or fails with [`Trap::OutOfGas`] leaving the meter unchanged.
+    pub fn charge(&mut self, amount: u64) -> Result<(), Trap> {
+        match self.gas_used.checked_add(amount) {
+            Some(used) if used <= self.gas_limit => {
+                self.gas_used = used;
+                Ok(())
+            }
+            _ => Err(Trap::OutOfGas),
+        }
+    }
+
+    /// Gas charged so far (the instruction that ran out is not included).
+    pub fn gas_used(&self) -> u64 {
+        self.gas_used
+    }
+
+    /// The program counter.
+    pub fn pc(&self) -> u32 {
+        self.pc
+    }
+
+    /// Register `r` (0..=31; `x0` is always zero).
+    pub fn reg(&self, r: u8) -> u32 {
+        self.regs[usize::from(r & 31)]
+    }
+
+    /// Sets register `r`; writes to `x0` are ignored.
+    pub fn set_reg(&mut self, r: u8, value: u32) {
+        if r & 31 != 0 {
+            self.regs[usize::from(r & 31)] = value;
+        }
+    }
+
+    /// `len` bytes of memory at `addr`, or a memory fault at the current pc.
+    pub fn read_bytes(&self, addr: u32, len: u32) -> Result<&[u8], Trap> {
+        self.range(addr, len).map(|r| &self.mem[r])
+    }
+
+    /// Writes `bytes` at `addr`, or a memory fault (out of range or read-only).
+    pub fn write_bytes(&mut self, addr: u32, bytes: &[u8]) -> Result<(), Trap> {
+        let len = u32::try_from(bytes.len()).map_err(|_| self.fault(addr, u32::MAX))?;
+        let r = self.range(addr, len)?;
+        if len > 0
+            && self
+                .read_only
+                .iter()
+                .any(|ro| addr < ro.end && ro.start < addr + len)
+        {
+            return Err(self.fault(addr, len));
+        }
+        self.mem[r].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn range(&self, addr: u32, len: u32) -> Result<Range<usize>, Trap> {
+        match addr.checked_add(len) {
+            Some(end) if end as usize <= self.mem.len() => Ok(addr as usize..end as usize),
+            _ => Err(self.fault(addr, len)),
+        }
+    }
+
+    fn fault(&self, addr: u32, len: u32) -> Trap {
+        Trap::MemoryFault {
+            pc: self.pc,
+            addr,
+            len,
+        }
+    }
+
+    /// Little-endian load of 1, 2 or 4 bytes, zero-extended.
+    fn load(&self, addr: u32, len: u8) -> Result<u32, Trap> {
+        let b = self.read_bytes(addr, u32::from(len))?;
+        Ok(b.iter().rev().fold(0, |v, &x| (v << 8) | u32::from(x)))
+    }
+
+    /// Little-endian store of the low 1, 2 or 4 bytes of `value`.
+    fn store(&mut self, addr: u32, len: u8, value: u32) -> Result<(), Trap> {
+        self.write_bytes(addr, &value.to_le_bytes()[..usize::from(len)])
+    }
+}
+
+#[cfg(test)]
+mod tests;
