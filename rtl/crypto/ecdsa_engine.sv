@@ -249,12 +249,12 @@ module ecdsa_engine #(
     end
   end
 
-  // The record's first 32 bytes as an integer (fields are big-endian). Loading shifts the
-  // record down by one field per cycle, so this is fixed wiring, not a 5-way 256-bit mux.
-  function automatic logic [255:0] field_int(input logic [255:0] bytes);
+  // Field f of the record as an integer (its bytes are big-endian).
+  function automatic logic [255:0] field_int(input logic [RBEATS*DW-1:0] rec, input logic [2:0] f);
     logic [255:0] v;
+    v = '0;
     for (int j = 0; j < 32; j++) begin
-      v[(31 - j) * 8 +: 8] = bytes[j * 8 +: 8];
+      v[(31 - j) * 8 +: 8] = rec[(32 * f + j) * 8 +: 8];
     end
     field_int = v;
   endfunction
@@ -302,7 +302,6 @@ module ecdsa_engine #(
         end
         default: begin  // R_LOAD: one field per cycle, then start the thread
           fld_q <= fld_q + 3'd1;
-          rec_q <= rec_q >> 256;
           if (fld_q == 3'd4) begin
             next_q    <= next_q + 1'b1;
             started_q <= started_q + 1'b1;
@@ -325,7 +324,7 @@ module ecdsa_engine #(
   assign ld_valid     = (r_state_q == R_LOAD) && go;
   assign ld_thread    = thr_q;
   assign ld_idx       = fld_q;
-  assign ld_data      = field_int(rec_q[255:0]);
+  assign ld_data      = field_int(rec_q, fld_q);
   assign start_valid  = (r_state_q == R_LOAD) && go && fld_q == 3'd4;
   assign start_thread = thr_q;
 
