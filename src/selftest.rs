@@ -232,21 +232,10 @@ pub fn run(uri: &str) -> Report {
     });
     check(&mut checks, "ECDSA P-256 verdicts", || {
         // Valid signatures by random keys; every other one with its digest tampered.
-        let reqs: Vec<VerifyRequest> = bpu_bench::verify_device::valid_records(16, 3)
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let mut digest = r.digest;
-                digest[31] ^= (i % 2) as u8;
-                VerifyRequest {
-                    digest,
-                    r: r.r,
-                    s: r.s,
-                    qx: r.qx,
-                    qy: r.qy,
-                }
-            })
-            .collect();
+        let mut reqs: Vec<VerifyRequest> = bpu_bench::verify::valid_requests(16, 3)?;
+        for r in reqs.iter_mut().skip(1).step_by(2) {
+            r.digest[31] ^= 1;
+        }
         let got = rt
             .block_on(svc.verify_batch(&reqs))
             .map_err(|e| e.to_string())?;

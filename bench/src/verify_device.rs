@@ -4,8 +4,6 @@
 
 use bpu_driver::regs::{EcdsaRecord, EngineType, Status};
 use bpu_driver::{Command, Device, Submission};
-use p256::ecdsa::{SigningKey, VerifyingKey};
-use rand::SeedableRng;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,30 +51,19 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// `n` valid signatures over random digests by random keys (the slowest path of the engine).
-pub fn valid_records(n: usize, seed: u64) -> Vec<EcdsaRecord> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            let sk = SigningKey::random(&mut rng);
-            let vk = VerifyingKey::from(&sk);
-            let digest: [u8; 32] = rand::Rng::gen(&mut rng);
-            let enc = vk.to_encoded_point(false);
-            let mut rec = EcdsaRecord {
-                digest,
-                ..Default::default()
-            };
-            if let (Ok((sig, _)), Some(x), Some(y)) =
-                (sk.sign_prehash_recoverable(&digest), enc.x(), enc.y())
-            {
-                rec.r = sig.r().to_bytes().into();
-                rec.s = sig.s().to_bytes().into();
-                rec.qx = (*x).into();
-                rec.qy = (*y).into();
-            }
-            rec
+/// `n` valid signatures as device records (the slowest path of the engine): the requests of
+/// [`crate::verify::valid_requests`], which share the device's record layout.
+pub fn valid_records(n: usize, seed: u64) -> Result<Vec<EcdsaRecord>, String> {
+    Ok(crate::verify::valid_requests(n, seed)?
+        .into_iter()
+        .map(|r| EcdsaRecord {
+            digest: r.digest,
+            r: r.r,
+            s: r.s,
+            qx: r.qx,
+            qy: r.qy,
         })
-        .collect()
+        .collect())
 }
 
 /// Runs `recs` as `commands` ECDSA_P256_VERIFY commands with one doorbell; returns the device
@@ -143,7 +130,7 @@ pub fn measure(
         .ok_or("the device has no ECDSA P-256 engine")?;
     let engines = u32::from(info.instances);
     let batch = if quick { 16 } else { 64 };
-    let recs = valid_records(batch * engines.max(1) as usize, 1);
+    let recs = valid_records(batch * engines.max(1) as usize, 1)?;
 
     progress("ECDSA latency of one verification");
     device.set_enabled(EngineType::EcdsaP256, 1).map_err(err)?;

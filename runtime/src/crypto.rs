@@ -488,25 +488,7 @@ struct Batcher {
 
 impl Batcher {
     fn run(self, rx: &crossbeam_channel::Receiver<Job>) {
-        loop {
-            if self.needs_reset.swap(false, Ordering::AcqRel) {
-                tracing::warn!("a BPU command timed out; resetting the device");
-                if let Err(e) = self.device.reset() {
-                    tracing::error!(error = %e, "device reset failed");
-                }
-            }
-            let first = match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(j) => j,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-            };
-            let mut jobs = vec![first];
-            while jobs.len() < BPU_MAX_JOBS {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
-            }
+        while let Some(jobs) = gather(rx, BPU_MAX_JOBS, &self.device, &self.needs_reset) {
             self.counters
                 .queue_depth
                 .store(rx.len() as u64, Ordering::Relaxed);
@@ -683,8 +665,43 @@ impl Batcher {
     }
 }
 
+/// The loop step of a batching thread: reset the device if a command timed out, then wait for
+/// a job and take every job already waiting (at most `max`). `None` once every sender is gone.
+pub(crate) fn gather<J>(
+    rx: &crossbeam_channel::Receiver<J>,
+    max: usize,
+    device: &Device,
+    needs_reset: &AtomicBool,
+) -> Option<Vec<J>> {
+    loop {
+        if needs_reset.swap(false, Ordering::AcqRel) {
+            tracing::warn!("a BPU command timed out; resetting the device");
+            if let Err(e) = device.reset() {
+                tracing::error!(error = %e, "device reset failed");
+            }
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(first) => {
+                let mut jobs = vec![first];
+                while jobs.len() < max {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+                return Some(jobs);
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+}
+
 /// A completion's outcome as a result; a timeout also asks the batcher to reset the device.
-fn check(r: bpu_driver::Result<Completion>, reset: &AtomicBool) -> bpu_driver::Result<Completion> {
+pub(crate) fn check(
+    r: bpu_driver::Result<Completion>,
+    reset: &AtomicBool,
+) -> bpu_driver::Result<Completion> {
     match r {
         Ok(c) => c.ok(),
         Err(e) => {

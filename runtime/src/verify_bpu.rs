@@ -6,16 +6,15 @@
 //! engine runs one command at a time, so fewer, larger commands waste less at each command's
 //! tail), and submits them with one doorbell. Completions run on the driver's reaper thread.
 
-use crate::crypto::clone_err;
+use crate::crypto::{check, clone_err, gather};
 use crate::ecdsa::VerifyRequest;
 use crate::{Error, Result};
 use bpu_driver::regs::ECDSA_MAX_BATCH;
 use bpu_driver::{Command, Completion, Device, DmaBuf, EngineType, Submission};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Most calls pooled into one doorbell.
@@ -122,25 +121,7 @@ struct Pool {
 
 impl Pool {
     fn run(self, rx: &crossbeam_channel::Receiver<Job>) {
-        loop {
-            if self.needs_reset.swap(false, Ordering::AcqRel) {
-                tracing::warn!("an ECDSA command timed out; resetting the device");
-                if let Err(e) = self.device.reset() {
-                    tracing::error!(error = %e, "device reset failed");
-                }
-            }
-            let first = match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(j) => j,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-            };
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_JOBS {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
-            }
+        while let Some(jobs) = gather(rx, MAX_JOBS, &self.device, &self.needs_reset) {
             self.dispatch(jobs);
         }
     }
@@ -260,12 +241,7 @@ fn outcome(
     bitmap: &DmaBuf,
     n: usize,
 ) -> bpu_driver::Result<Vec<u8>> {
-    let c = r.inspect_err(|e| {
-        if matches!(e, bpu_driver::Error::Timeout(..)) {
-            reset.store(true, Ordering::Release);
-        }
-    })?;
-    c.ok()?;
+    check(r, reset)?;
     let mut bits = vec![0u8; n.div_ceil(8)];
     bitmap.read(0, &mut bits)?;
     Ok(bits)

@@ -226,6 +226,17 @@ impl Instr {
 }
 
 impl Word {
+    /// No operation; continue at `tt` (filled in when targets are resolved).
+    const NOP: Word = Word {
+        m: Slot::NOP,
+        x: Slot::NOP,
+        cop: Cop::Goto,
+        imm: 0,
+        tt: 0,
+        tf: 0,
+        dec: false,
+    };
+
     /// The ROM word.
     pub fn bits(&self) -> u128 {
         let vals: [u128; 17] = [
@@ -511,15 +522,7 @@ fn schedule(lines: &[Line]) -> Result<Vec<Word>> {
             strict[k].iter().all(|&j| word_of[j].is_some_and(|x| x < w))
                 && loose[k].iter().all(|&j| word_of[j].is_some())
         };
-        let mut word = Word {
-            m: Slot::NOP,
-            x: Slot::NOP,
-            cop: Cop::Goto,
-            imm: 0,
-            tt: 0,
-            tf: 0,
-            dec: false,
-        };
+        let mut word = Word::NOP;
         // Multiplier slot first, then the add/compare slot.
         for want_mul in [true, false] {
             let pick = left
@@ -558,15 +561,7 @@ fn schedule(lines: &[Line]) -> Result<Vec<Word>> {
         })
     }) || words.is_empty()
     {
-        words.push(Word {
-            m: Slot::NOP,
-            x: Slot::NOP,
-            cop: Cop::Goto,
-            imm: 0,
-            tt: 0,
-            tf: 0,
-            dec: false,
-        });
+        words.push(Word::NOP);
     }
     Ok(words)
 }
@@ -972,13 +967,8 @@ pub fn verilog(prog: &Program, consts: &crate::ucode_emu::Consts) -> String {
     let _ = writeln!(s);
     // ROMs as initialised arrays: a constant table in simulation, block or LUT ROM in synthesis.
     let ret0 = Word {
-        m: Slot::NOP,
-        x: Slot::NOP,
         cop: Cop::Ret,
-        imm: 0,
-        tt: 0,
-        tf: 0,
-        dec: false,
+        ..Word::NOP
     };
     let words = 1usize << PC_BITS;
     let _ = writeln!(
