@@ -23,6 +23,15 @@ pub mod vm;
 pub use crypto::{CryptoMetrics, CryptoService, Digest};
 pub use ecdsa::{cpu_verify, ParseError, PublicKey, Signature, VerifyRequest};
 
+/// The version of a state key: the block height and the transaction index within that block
+/// of the write that produced its current value. Shared by the state and contract services and
+/// by the ledger's read/write sets (MVCC compares these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StateVersion {
+    pub height: u64,
+    pub index: u32,
+}
+
 /// Errors of runtime services.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
