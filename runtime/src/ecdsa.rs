@@ -122,6 +122,8 @@ pub enum ParseError {
         "fixed-format signature of {0} bytes: expected 64 bytes, r‖s, each 32-byte big-endian"
     )]
     SignatureLength(usize),
+    #[error("private key: {0}; make one with `bpu keygen` or `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`")]
+    PrivateKey(String),
 }
 
 /// A P-256 public key as raw affine coordinates (x, y), 32-byte big-endian each. An uncompressed
@@ -344,10 +346,108 @@ pub fn cpu_verify(req: &VerifyRequest) -> bool {
     key.verify_digest_sig(&digest, &sig).is_ok()
 }
 
+/// A P-256 private key that signs SHA-256 digests (members' and nodes' keys), by AWS-LC.
+pub struct SigningKey {
+    pair: aws_lc_rs::signature::EcdsaKeyPair,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({:?})", self.public_key())
+    }
+}
+
+/// PEM label of PKCS#8 private keys.
+const PKCS8_LABEL: &str = "PRIVATE KEY";
+/// PEM label of SEC1 (RFC 5915) private keys, as `openssl ecparam -genkey` writes them.
+const SEC1_LABEL: &str = "EC PRIVATE KEY";
+
+impl SigningKey {
+    /// A fresh key from the operating system's random source.
+    pub fn generate() -> Result<SigningKey, ParseError> {
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        )
+        .map_err(|_| ParseError::PrivateKey("key generation failed".into()))?;
+        Ok(SigningKey { pair })
+    }
+
+    /// A key from PKCS#8 or SEC1 (RFC 5915) DER.
+    pub fn from_der(der: &[u8]) -> Result<SigningKey, ParseError> {
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::from_private_key_der(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            der,
+        )
+        .map_err(|e| ParseError::PrivateKey(format!("not a P-256 private key ({e})")))?;
+        Ok(SigningKey { pair })
+    }
+
+    /// A key from PEM (`PRIVATE KEY` or `EC PRIVATE KEY`).
+    pub fn from_pem(pem: &[u8]) -> Result<SigningKey, ParseError> {
+        let (label, der) = pem_rfc7468::decode_vec(pem)
+            .map_err(|e| ParseError::PrivateKey(format!("not PEM ({e})")))?;
+        if label != PKCS8_LABEL && label != SEC1_LABEL {
+            return Err(ParseError::PrivateKey(format!(
+                "PEM label {label:?}, expected {PKCS8_LABEL:?} or {SEC1_LABEL:?}"
+            )));
+        }
+        SigningKey::from_der(&der)
+    }
+
+    /// PKCS#8 v1 PEM (what `bpu keygen` writes; `openssl pkey` reads it).
+    pub fn to_pem(&self) -> Result<String, ParseError> {
+        use aws_lc_rs::encoding::AsDer;
+        let der = self
+            .pair
+            .private_key()
+            .as_der()
+            .map_err(|_| ParseError::PrivateKey("cannot encode the key".into()))?;
+        pem_rfc7468::encode_string(PKCS8_LABEL, pem_rfc7468::LineEnding::LF, der.as_ref())
+            .map_err(|e| ParseError::PrivateKey(format!("cannot encode PEM ({e})")))
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> PublicKey {
+        use aws_lc_rs::signature::KeyPair;
+        // An EcdsaKeyPair's public key is always a valid uncompressed P-256 point.
+        PublicKey::from_sec1(self.pair.public_key().as_ref()).unwrap_or(PublicKey {
+            x: [0; 32],
+            y: [0; 32],
+        })
+    }
+
+    /// Signs a SHA-256 digest (randomized nonce; verifies with [`VerifyRequest::new`]).
+    pub fn sign_digest(&self, digest: &[u8; 32]) -> Result<Signature, ParseError> {
+        let d = lc_digest::Digest::import_less_safe(digest, &lc_digest::SHA256)
+            .map_err(|_| ParseError::PrivateKey("bad digest".into()))?;
+        let sig = self
+            .pair
+            .sign_digest(&d)
+            .map_err(|_| ParseError::PrivateKey("signing failed".into()))?;
+        Signature::from_fixed(sig.as_ref())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use p256::elliptic_curve::Curve;
+
+    #[test]
+    fn signing_key_round_trips_and_signs() {
+        let k = SigningKey::generate().expect("keygen");
+        let pem = k.to_pem().expect("pem");
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let k2 = SigningKey::from_pem(pem.as_bytes()).expect("parse");
+        assert_eq!(k.public_key(), k2.public_key());
+        let digest = [7u8; 32];
+        let sig = k2.sign_digest(&digest).expect("sign");
+        assert!(cpu_verify(&VerifyRequest::new(&k.public_key(), &sig, digest)));
+        let mut other = digest;
+        other[0] ^= 1;
+        assert!(!cpu_verify(&VerifyRequest::new(&k.public_key(), &sig, other)));
+        assert!(SigningKey::from_pem(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
+    }
 
     #[test]
     fn curve_constants_match_p256() {

@@ -21,7 +21,7 @@ mod verify_bpu;
 pub mod vm;
 
 pub use crypto::{CryptoMetrics, CryptoService, Digest};
-pub use ecdsa::{cpu_verify, ParseError, PublicKey, Signature, VerifyRequest};
+pub use ecdsa::{cpu_verify, ParseError, PublicKey, Signature, SigningKey, VerifyRequest};
 
 /// The version of a state key: the block height and the transaction index within that block
 /// of the write that produced its current value. Shared by the state and contract services and
