@@ -10,10 +10,24 @@
 //!   signatures over encodings are unambiguous.
 //! - A transaction's id is the SHA-256 of its encoded body; its signature does not change it.
 //!
-//! Start reading at [`format`] (the spec is `docs/formats.md`), then [`membership`].
+//! - A block is durable in the block store before its writes reach the state service; on start
+//!   the node replays stored blocks the state lacks, so state is always a replay of the chain.
+//! - Ordering is behind [`order::Ordering`]: the solo orderer now, BFT consensus later; every
+//!   emitted block extends the committed tip and carries its state digest.
+//!
+//! Start reading at [`format`] (the spec is `docs/formats.md`), then [`membership`], then
+//! [`node::Node`] (the pipeline; theory of operation in `docs/ledger.md`), [`server`] and
+//! [`client`].
 
+pub mod api;
+// pub mod client;
 pub mod format;
 pub mod membership;
+// pub mod node;
+pub mod order;
+// pub mod server;
+pub mod store;
+pub mod system;
 
 pub use format::{Block, BlockHeader, EndorsedTx, FormatError, Receipt, Transaction, TxBody, Wire};
 pub use membership::{Genesis, Membership, Role};

@@ -99,7 +99,9 @@ impl Membership {
             .collect()
     }
 
-    fn validate(&self) -> Result<(), FormatError> {
+    /// Structure and limits; members without roles (revoked by an admin transaction) are allowed
+    /// only when `allow_revoked` (never in a genesis).
+    pub fn validate(&self, allow_revoked: bool) -> Result<(), FormatError> {
         if self.orgs.len() > MAX_ORGS || self.members.len() > MAX_MEMBERS {
             return Err(FormatError::Invalid(format!(
                 "{} organizations and {} members (limits {MAX_ORGS} and {MAX_MEMBERS})",
@@ -138,7 +140,7 @@ impl Membership {
                     m.name
                 )));
             }
-            if m.roles == 0 || m.roles & !0x0f != 0 {
+            if (m.roles == 0 && !allow_revoked) || m.roles & !0x0f != 0 {
                 return Err(FormatError::Invalid(format!(
                     "member {}: bad roles",
                     m.name
@@ -198,7 +200,7 @@ impl Wire for Genesis {
             return Err(FormatError::Version(self.version));
         }
         crate::format::check_name("channel", &self.channel, limits::CHANNEL)?;
-        self.membership.validate()?;
+        self.membership.validate(false)?;
         let p = &self.params;
         if p.block_max_txs == 0
             || p.block_max_txs as usize > limits::BLOCK_TXS

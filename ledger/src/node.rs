@@ -1,0 +1,956 @@
+//! The ledger node: endorse → order → validate → commit → events, over the runtime's crypto,
+//! contract and state services (theory of operation: docs/ledger.md).
+//!
+//! Durability: a block is appended to the block store (fsync) before its writes reach the state
+//! service (fsync). On start the node replays any stored block the state has not applied, so a
+//! crash at any instant loses no committed block and leaves state = replay of the chain.
+
+use crate::api::{Cursor, EventRecord, NodeInfo, Rejection, TxProof, TxState, PROTOCOL};
+use crate::format::{
+    Block, BlockHeader, EndorsedTx, Endorsement, ExecResult, KeyVersion, Read, Receipt,
+    Transaction, TxStatus, Wire, Write, VERSION,
+};
+use crate::membership::{ChannelParams, Genesis, Membership, Role};
+use crate::order::{now_ms, CutterConfig, Ordered, Ordering, SoloOrderer, Tip};
+use crate::store::{BlockStore, StoreError};
+use crate::system::{self, ContractMeta};
+use bpu_runtime::contract::{
+    CallContext, CallOutcome, ContractConfig, ContractService, Program, StateReader,
+};
+use bpu_runtime::state::{StateError, StateService, StateWrite};
+use bpu_runtime::{merkle, CryptoService, Digest, SigningKey, StateVersion, VerifyRequest};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// Gas every call may use (a channel parameter in a later format version).
+pub const GAS_LIMIT: u64 = 50_000_000;
+
+/// Why the node could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("state: {0}")]
+    State(#[from] StateError),
+    #[error("crypto service: {0}")]
+    Crypto(#[from] bpu_runtime::Error),
+    #[error("this node's key is not a validator of channel {0}; add it to the genesis with the validator role")]
+    NotValidator(String),
+    #[error("the data directory holds channel {found:?} from another genesis (hash {hash}); use an empty directory or the matching genesis")]
+    OtherGenesis { found: String, hash: String },
+    #[error("stored block {height} does not extend the chain ({what}); the data directory is damaged")]
+    BrokenChain { height: u64, what: String },
+    #[error("the state is at height {state}, beyond the last stored block {blocks}; the data directory is damaged")]
+    StateAhead { state: u64, blocks: u64 },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// What a node needs to start.
+pub struct NodeConfig {
+    /// Holds `blocks.redb` and `state.redb`.
+    pub data_dir: PathBuf,
+    pub genesis: Genesis,
+    /// The node's key; its public key must be a validator in the genesis membership.
+    pub key: SigningKey,
+    /// The crypto service (cpu, sim://, vfio://).
+    pub crypto: CryptoService,
+    /// Block cutter; `None` takes the channel parameters.
+    pub cutter: Option<CutterConfig>,
+}
+
+/// Counters since start.
+#[derive(Default)]
+struct Counters {
+    committed_txs: AtomicU64,
+    valid_txs: AtomicU64,
+    blocks: AtomicU64,
+    verifications: AtomicU64,
+}
+
+/// Node metrics snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeMetrics {
+    pub height: u64,
+    pub committed_txs: u64,
+    pub valid_txs: u64,
+    pub blocks: u64,
+    /// Signature verifications done (submission and validation).
+    pub verifications: u64,
+    pub pending: u64,
+}
+
+struct Inner {
+    channel: String,
+    genesis_hash: [u8; 32],
+    me: u32,
+    key: SigningKey,
+    crypto: CryptoService,
+    contracts: ContractService,
+    state: StateService,
+    store: BlockStore,
+    membership: RwLock<Arc<Membership>>,
+    params: ChannelParams,
+    /// Contract programs by (name, version): installed code never changes.
+    programs: Mutex<HashMap<(String, u32), Arc<Program>>>,
+    /// Accepted, not yet committed.
+    pending: Mutex<HashSet<[u8; 32]>>,
+    orderer: Arc<dyn Ordering>,
+    tip: watch::Sender<Tip>,
+    counters: Counters,
+}
+
+/// A running node (cheap to clone).
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl Node {
+    /// Opens the data directory (creating the chain from the genesis when empty), recovers,
+    /// and starts ordering and committing on the current tokio runtime.
+    pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let store = BlockStore::open(&cfg.data_dir.join("blocks.redb"))?;
+        let state = StateService::open(&cfg.data_dir.join("state.redb"))?;
+        let genesis = &cfg.genesis;
+        let genesis_hash = genesis.hash().0;
+        let me_key = cfg.key.public_key().to_sec1();
+        let me = genesis
+            .membership
+            .members
+            .iter()
+            .position(|m| m.key == me_key && m.has(Role::Validator))
+            .ok_or_else(|| NodeError::NotValidator(genesis.channel.clone()))?
+            as u32;
+
+        let tip = recover(&store, &state, genesis)?;
+        let membership = load_membership(&state)?;
+        let params = genesis.params.clone();
+        let cutter = cfg
+            .cutter
+            .unwrap_or_else(|| CutterConfig::from_params(&params));
+        let (block_tx, block_rx) = mpsc::channel(2);
+        let orderer = SoloOrderer::start(
+            genesis.channel.clone(),
+            me,
+            cutter,
+            tip,
+            cfg.crypto.clone(),
+            block_tx,
+        );
+        let (tip_tx, _) = watch::channel(tip);
+        let inner = Arc::new(Inner {
+            channel: genesis.channel.clone(),
+            genesis_hash,
+            me,
+            key: cfg.key,
+            crypto: cfg.crypto,
+            contracts: ContractService::new(ContractConfig::default()),
+            state,
+            store,
+            membership: RwLock::new(Arc::new(membership)),
+            params,
+            programs: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashSet::new()),
+            orderer,
+            tip: tip_tx,
+            counters: Counters::default(),
+        });
+        tokio::spawn(commit_loop(inner.clone(), block_rx));
+        Ok(Node { inner })
+    }
+
+    /// Channel name.
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// The last committed block.
+    pub fn tip(&self) -> Tip {
+        *self.inner.tip.borrow()
+    }
+
+    /// Notifies on every commit.
+    pub fn watch_tip(&self) -> watch::Receiver<Tip> {
+        self.inner.tip.subscribe()
+    }
+
+    /// Current membership.
+    pub fn membership(&self) -> Arc<Membership> {
+        self.inner.membership.read().clone()
+    }
+
+    /// Counters since start.
+    pub fn metrics(&self) -> NodeMetrics {
+        let c = &self.inner.counters;
+        let l = |a: &AtomicU64| a.load(AtomicOrdering::Relaxed);
+        NodeMetrics {
+            height: self.tip().height,
+            committed_txs: l(&c.committed_txs),
+            valid_txs: l(&c.valid_txs),
+            blocks: l(&c.blocks),
+            verifications: l(&c.verifications),
+            pending: self.inner.pending.lock().len() as u64,
+        }
+    }
+
+    /// Node facts for clients.
+    pub fn info(&self) -> NodeInfo {
+        let t = self.tip();
+        NodeInfo {
+            protocol: PROTOCOL,
+            channel: self.inner.channel.clone(),
+            genesis_hash: self.inner.genesis_hash,
+            height: t.height,
+            block_hash: t.hash,
+            state_digest: t.state_digest,
+            node: self.inner.me,
+            backend: self.inner.crypto.backend_name(),
+            pending: self.inner.pending.lock().len() as u64,
+            committed_txs: self.inner.counters.committed_txs.load(AtomicOrdering::Relaxed),
+        }
+    }
+
+    /// Endorses a signed transaction and queues it for ordering; returns its id, or why it was
+    /// refused (nothing is kept of a refused transaction).
+    pub async fn submit(&self, bytes: &[u8]) -> Result<[u8; 32], Rejection> {
+        let inner = &self.inner;
+        let (tx, membership) = self.admit(bytes, false).await?;
+        let id = tx.id().0;
+        if inner.pending.lock().contains(&id) || located(&inner.store, &id)?.is_some() {
+            return Err(Rejection::Replay(hex(&id)));
+        }
+        let result = self.execute(&tx, &membership)?;
+        let sig = inner
+            .key
+            .sign_digest(&result.digest().0)
+            .map_err(|e| Rejection::Internal(e.to_string()))?;
+        let etx = EndorsedTx {
+            tx,
+            result,
+            endorsements: vec![Endorsement {
+                endorser: inner.me,
+                sig: sig.into(),
+            }],
+        };
+        let bytes = etx.encode();
+        let leaf = merkle::leaf_hash(&bytes);
+        // Claim the id before ordering, so a concurrent copy is a replay.
+        if !inner.pending.lock().insert(id) {
+            return Err(Rejection::Replay(hex(&id)));
+        }
+        if let Err(e) = inner.orderer.submit(Ordered {
+            tx: etx,
+            bytes,
+            leaf,
+        }) {
+            inner.pending.lock().remove(&id);
+            return Err(Rejection::Busy(e.to_string()));
+        }
+        Ok(id)
+    }
+
+    /// Runs a signed transaction read-only on current state (reader role); returns the response.
+    pub async fn query(&self, bytes: &[u8]) -> Result<Vec<u8>, Rejection> {
+        let (tx, membership) = self.admit(bytes, true).await?;
+        Ok(self.execute(&tx, &membership)?.response)
+    }
+
+    /// Decoding, channel, membership, role and signature checks of a submission.
+    async fn admit(
+        &self,
+        bytes: &[u8],
+        query: bool,
+    ) -> Result<(Transaction, Arc<Membership>), Rejection> {
+        let inner = &self.inner;
+        let tx = Transaction::decode(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
+        if tx.body.channel != inner.channel {
+            return Err(Rejection::WrongChannel {
+                got: tx.body.channel.clone(),
+                expected: inner.channel.clone(),
+            });
+        }
+        let membership = self.membership();
+        let creator = tx.body.creator;
+        let member = membership
+            .member(creator)
+            .ok_or(Rejection::UnknownMember(creator))?;
+        let role = required_role(&tx, query);
+        if !member.has(role) {
+            return Err(Rejection::WrongRole {
+                member: creator,
+                role: role.name().to_string(),
+            });
+        }
+        let key = member
+            .public_key()
+            .map_err(|e| Rejection::Internal(e.to_string()))?;
+        let ok = inner
+            .crypto
+            .verify(&tx.verify_request(&key))
+            .await
+            .map_err(|e| Rejection::Internal(e.to_string()))?;
+        inner
+            .counters
+            .verifications
+            .fetch_add(1, AtomicOrdering::Relaxed);
+        if !ok {
+            return Err(Rejection::BadSignature);
+        }
+        Ok((tx, membership))
+    }
+
+    /// Executes `tx` on current committed state: the execution result to endorse.
+    fn execute(&self, tx: &Transaction, membership: &Membership) -> Result<ExecResult, Rejection> {
+        let inner = &self.inner;
+        let b = &tx.body;
+        let tip = self.tip();
+        let reader = NsReader {
+            state: &inner.state,
+            contract: &b.contract,
+        };
+        let get = |k: &[u8]| reader.get(k);
+        let (version, outcome) = if system::is_system(&b.contract) {
+            let r = match b.contract.as_str() {
+                system::LIFECYCLE => {
+                    let check = |code: &[u8]| {
+                        inner
+                            .contracts
+                            .load(code)
+                            .map(|_| ())
+                            .map_err(|e| format!("the code does not load: {e}"))
+                    };
+                    system::lifecycle(&b.method, &b.args, &get, &check)
+                }
+                system::MEMBERSHIP => system::membership(&b.method, &b.args, &get),
+                other => return Err(Rejection::UnknownContract(other.to_string())),
+            };
+            let o = r.map_err(Rejection::Reverted)?;
+            (
+                0,
+                CallOutcome {
+                    result: Ok(o.response),
+                    gas_used: 0,
+                    reads: o.reads,
+                    writes: o.writes,
+                    events: Vec::new(),
+                },
+            )
+        } else {
+            let (version, program) = self.program(&b.contract, b.contract_version)?;
+            let creator = membership
+                .member(b.creator)
+                .ok_or(Rejection::UnknownMember(b.creator))?;
+            let ctx = CallContext {
+                channel: &inner.channel,
+                contract: &b.contract,
+                contract_version: version,
+                caller_index: b.creator,
+                caller_key: &creator.key,
+                tx_id: tx.id().0,
+                height: tip.height + 1,
+                time_ms: now_ms().max(tip.time_ms),
+                method: &b.method,
+                args: &b.args,
+                gas_limit: GAS_LIMIT,
+            };
+            (version, inner.contracts.execute(&program, &ctx, &reader))
+        };
+        let response = outcome.result.map_err(Rejection::Reverted)?;
+        let result = ExecResult {
+            version: VERSION,
+            tx_id: tx.id().0,
+            contract_version: version,
+            reads: outcome
+                .reads
+                .into_iter()
+                .map(|(key, v)| Read {
+                    key,
+                    version: v.map(key_version),
+                })
+                .collect(),
+            writes: outcome
+                .writes
+                .into_iter()
+                .map(|(key, value)| Write { key, value })
+                .collect(),
+            response,
+            events: outcome
+                .events
+                .into_iter()
+                .map(|(name, data)| crate::format::Event { name, data })
+                .collect(),
+        };
+        // The same limits a validator will apply to the endorsed transaction.
+        let probe = EndorsedTx {
+            tx: tx.clone(),
+            result,
+            endorsements: Vec::new(),
+        };
+        probe
+            .validate()
+            .map_err(|e| Rejection::Reverted(format!("result out of limits: {e}")))?;
+        Ok(probe.result)
+    }
+
+    /// The program of `name` at `version` (or the active one).
+    fn program(&self, name: &str, version: Option<u32>) -> Result<(u32, Arc<Program>), Rejection> {
+        let inner = &self.inner;
+        let lc = NsReader {
+            state: &inner.state,
+            contract: system::LIFECYCLE,
+        };
+        let internal = |e: String| Rejection::Internal(e);
+        let meta: ContractMeta = match lc.get(&system::meta_key(name)).map_err(internal)? {
+            Some((b, _)) => postcard::from_bytes(&b)
+                .map_err(|e| Rejection::Internal(format!("deployment record: {e}")))?,
+            None => return Err(Rejection::UnknownContract(name.to_string())),
+        };
+        let v = version.unwrap_or(meta.active);
+        if v == 0 || v > meta.latest {
+            return Err(Rejection::UnknownContract(format!(
+                "{name} version {v} (installed: 1..={})",
+                meta.latest
+            )));
+        }
+        if let Some(p) = inner.programs.lock().get(&(name.to_string(), v)) {
+            return Ok((v, p.clone()));
+        }
+        let code = match lc.get(&system::code_key(name, v)).map_err(internal)? {
+            Some((b, _)) => b,
+            None => return Err(Rejection::UnknownContract(format!("{name} version {v}"))),
+        };
+        let p = inner
+            .contracts
+            .load(&code)
+            .map_err(|e| Rejection::Internal(format!("stored code of {name} v{v}: {e}")))?;
+        inner
+            .programs
+            .lock()
+            .insert((name.to_string(), v), p.clone());
+        Ok((v, p))
+    }
+
+    /// Where a transaction is.
+    pub fn status(&self, id: &[u8; 32]) -> Result<TxState, NodeError> {
+        if let Some(p) = self.tx_proof(id)? {
+            return Ok(TxState::Committed(p.receipt));
+        }
+        if self.inner.pending.lock().contains(id) {
+            return Ok(TxState::Pending);
+        }
+        Ok(TxState::Unknown)
+    }
+
+    /// The encoded block at `height`.
+    pub fn block(&self, height: u64) -> Result<Option<Vec<u8>>, NodeError> {
+        Ok(self.inner.store.get_bytes(height)?)
+    }
+
+    /// A committed transaction with its receipt and inclusion proof.
+    pub fn tx_proof(&self, id: &[u8; 32]) -> Result<Option<TxProof>, NodeError> {
+        let Some((h, i)) = self.inner.store.locate(id)? else {
+            return Ok(None);
+        };
+        let block = self
+            .inner
+            .store
+            .get(h)?
+            .ok_or_else(|| NodeError::Corrupt(format!("index points at missing block {h}")))?;
+        let leaves: Vec<Digest> = block
+            .txs
+            .iter()
+            .map(|t| merkle::leaf_hash(&t.encode()))
+            .collect();
+        let path = merkle::proof(&leaves, i as usize)
+            .ok_or_else(|| NodeError::Corrupt(format!("index {i} outside block {h}")))?;
+        let tx = block
+            .txs
+            .get(i as usize)
+            .cloned()
+            .ok_or_else(|| NodeError::Corrupt(format!("index {i} outside block {h}")))?;
+        let receipt = receipt(&block, i as usize);
+        Ok(Some(TxProof {
+            header: block.header,
+            tx,
+            receipt,
+            block_txs: leaves.len() as u32,
+            path: path.into_iter().map(|d| d.0).collect(),
+        }))
+    }
+
+    /// Event records at or after `from`, up to `max_blocks` blocks of them, and the cursor to
+    /// continue from. Only committed blocks are read, so a cursor never skips or repeats.
+    pub fn events(
+        &self,
+        from: Cursor,
+        max_blocks: u64,
+    ) -> Result<(Vec<EventRecord>, Cursor), NodeError> {
+        let tip = self.tip().height;
+        let mut out = Vec::new();
+        let mut c = from;
+        let end = tip.min(from.height.saturating_add(max_blocks.max(1) - 1));
+        while c.height <= end {
+            let Some(block) = self.inner.store.get(c.height)? else {
+                break;
+            };
+            for (i, t) in block.txs.iter().enumerate().skip(c.index as usize) {
+                if block.status[i] == TxStatus::Valid && !t.result.events.is_empty() {
+                    out.push(EventRecord {
+                        height: c.height,
+                        index: i as u32,
+                        tx_id: t.tx.id().0,
+                        contract: t.tx.body.contract.clone(),
+                        events: t.result.events.clone(),
+                    });
+                }
+            }
+            c = Cursor {
+                height: c.height + 1,
+                index: 0,
+            };
+        }
+        Ok((out, c))
+    }
+
+    /// The member index of a public key.
+    pub fn member_of(&self, key: &[u8]) -> Option<u32> {
+        self.membership()
+            .members
+            .iter()
+            .position(|m| m.key == key)
+            .map(|i| i as u32)
+    }
+
+    /// The state service (for digests, snapshots and checks).
+    pub fn state(&self) -> &StateService {
+        &self.inner.state
+    }
+}
+
+fn required_role(tx: &Transaction, query: bool) -> Role {
+    if query {
+        Role::Reader
+    } else if system::is_system(&tx.body.contract) {
+        Role::Admin
+    } else {
+        Role::Writer
+    }
+}
+
+fn located(store: &BlockStore, id: &[u8; 32]) -> Result<Option<(u64, u32)>, Rejection> {
+    store
+        .locate(id)
+        .map_err(|e| Rejection::Internal(e.to_string()))
+}
+
+fn key_version(v: StateVersion) -> KeyVersion {
+    KeyVersion {
+        height: v.height,
+        index: v.index,
+    }
+}
+
+/// Hex of bytes (ids in messages).
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Reads one namespace of the state service.
+struct NsReader<'a> {
+    state: &'a StateService,
+    contract: &'a str,
+}
+
+impl StateReader for NsReader<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<(Vec<u8>, StateVersion)>, String> {
+        self.state.get(self.contract, key).map_err(|e| e.to_string())
+    }
+}
+
+fn load_membership(state: &StateService) -> Result<Membership, NodeError> {
+    match state.get(system::MEMBERSHIP, system::MEMBERS_KEY)? {
+        Some((b, _)) => {
+            postcard::from_bytes(&b).map_err(|e| NodeError::Corrupt(format!("membership: {e}")))
+        }
+        None => Err(NodeError::Corrupt("no membership in state".into())),
+    }
+}
+
+/// The receipt of transaction `i` of a committed block.
+pub fn receipt(block: &Block, i: usize) -> Receipt {
+    let t = &block.txs[i];
+    Receipt {
+        version: VERSION,
+        tx_id: t.tx.id().0,
+        height: block.header.height,
+        index: i as u32,
+        status: block.status[i],
+        response: t.result.response.clone(),
+        events: if block.status[i] == TxStatus::Valid {
+            t.result.events.clone()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// Block 0: no transactions, anchored to the genesis by `prev_hash`.
+pub fn genesis_block(g: &Genesis) -> Block {
+    Block {
+        header: BlockHeader {
+            version: VERSION,
+            channel: g.channel.clone(),
+            height: 0,
+            prev_hash: g.hash().0,
+            tx_root: Block::tx_root(&[]).0,
+            state_digest: [0; 32],
+            time_ms: g.created_ms,
+            proposer: 0,
+        },
+        txs: Vec::new(),
+        status: Vec::new(),
+        cert: Vec::new(),
+    }
+}
+
+/// State writes of the genesis (height 0).
+pub fn genesis_state(g: &Genesis) -> Vec<StateWrite> {
+    system::genesis_writes(g)
+        .into_iter()
+        .map(|(contract, key, value)| StateWrite {
+            contract,
+            key,
+            value: Some(value),
+            version: StateVersion {
+                height: 0,
+                index: 0,
+            },
+        })
+        .collect()
+}
+
+/// The state writes a validated block applies: the writes of its valid transactions, versioned
+/// by (height, index).
+pub fn block_writes(block: &Block) -> Vec<StateWrite> {
+    let h = block.header.height;
+    let mut out = Vec::new();
+    for (i, t) in block.txs.iter().enumerate() {
+        if block.status[i] != TxStatus::Valid {
+            continue;
+        }
+        for w in &t.result.writes {
+            out.push(StateWrite {
+                contract: t.tx.body.contract.clone(),
+                key: w.key.clone(),
+                value: w.value.clone(),
+                version: StateVersion {
+                    height: h,
+                    index: i as u32,
+                },
+            });
+        }
+    }
+    out
+}
+
+/// Brings state up to the block store and returns the tip.
+fn recover(store: &BlockStore, state: &StateService, g: &Genesis) -> Result<Tip, NodeError> {
+    let g0 = genesis_block(g);
+    let stored_tip = match store.height()? {
+        None => {
+            store.append(&g0, &g0.encode())?;
+            0
+        }
+        Some(h) => h,
+    };
+    let b0 = store
+        .get(0)?
+        .ok_or_else(|| NodeError::Corrupt("no block 0".into()))?;
+    if b0.header.prev_hash != g0.header.prev_hash {
+        return Err(NodeError::OtherGenesis {
+            found: b0.header.channel,
+            hash: hex(&b0.header.prev_hash),
+        });
+    }
+    if state.height().is_none() {
+        state.commit(0, &genesis_state(g))?;
+    }
+    let applied = state.height().unwrap_or(0);
+    if applied > stored_tip {
+        return Err(NodeError::StateAhead {
+            state: applied,
+            blocks: stored_tip,
+        });
+    }
+    let mut prev = store
+        .get(applied)?
+        .ok_or_else(|| NodeError::Corrupt(format!("no block {applied}")))?;
+    for h in applied + 1..=stored_tip {
+        let b = store
+            .get(h)?
+            .ok_or_else(|| NodeError::Corrupt(format!("no block {h}")))?;
+        check_link(&prev, &b, state.digest())?;
+        state.commit(h, &block_writes(&b))?;
+        tracing::info!("recovery: applied block {h} to state");
+        prev = b;
+    }
+    Ok(Tip {
+        height: prev.header.height,
+        hash: prev.header.hash().0,
+        state_digest: state.digest(),
+        time_ms: prev.header.time_ms,
+    })
+}
+
+fn check_link(prev: &Block, b: &Block, digest: [u8; 32]) -> Result<(), NodeError> {
+    let h = b.header.height;
+    let broken = |what: &str| NodeError::BrokenChain {
+        height: h,
+        what: what.to_string(),
+    };
+    if h != prev.header.height + 1 {
+        return Err(broken("height"));
+    }
+    if b.header.prev_hash != prev.header.hash().0 {
+        return Err(broken("previous hash"));
+    }
+    if b.header.state_digest != digest {
+        return Err(broken("state digest"));
+    }
+    Ok(())
+}
+
+/// Validates and commits blocks from the orderer, in order.
+async fn commit_loop(inner: Arc<Inner>, mut blocks: mpsc::Receiver<Block>) {
+    while let Some(mut block) = blocks.recv().await {
+        let h = block.header.height;
+        if let Err(e) = commit(&inner, &mut block).await {
+            // A node that cannot commit must stop rather than diverge; restart recovers.
+            tracing::error!("committing block {h} failed: {e}; the node stops committing");
+            return;
+        }
+    }
+}
+
+async fn commit(inner: &Arc<Inner>, block: &mut Block) -> Result<(), NodeError> {
+    let tip = *inner.tip.borrow();
+    let prev_hash = tip.hash;
+    let h = block.header.height;
+    if h != tip.height + 1 || block.header.prev_hash != prev_hash {
+        return Err(NodeError::BrokenChain {
+            height: h,
+            what: "the orderer's block does not extend the tip".into(),
+        });
+    }
+    if block.header.state_digest != tip.state_digest {
+        return Err(NodeError::BrokenChain {
+            height: h,
+            what: "state digest".into(),
+        });
+    }
+    let membership = inner.membership.read().clone();
+    block.status = validate(inner, block, &membership).await?;
+    let bytes = block.encode();
+    let writes = block_writes(block);
+    let touches_membership = writes.iter().any(|w| w.contract == system::MEMBERSHIP);
+    let inner2 = inner.clone();
+    let block2 = block.clone();
+    let digest = tokio::task::spawn_blocking(move || -> Result<[u8; 32], NodeError> {
+        inner2.store.append(&block2, &bytes)?;
+        Ok(inner2.state.commit(h, &writes)?)
+    })
+    .await
+    .map_err(|e| NodeError::Corrupt(format!("commit task: {e}")))??;
+    if touches_membership {
+        let m = load_membership(&inner.state)?;
+        *inner.membership.write() = Arc::new(m);
+    }
+    let valid = block
+        .status
+        .iter()
+        .filter(|s| **s == TxStatus::Valid)
+        .count();
+    {
+        let mut p = inner.pending.lock();
+        for t in &block.txs {
+            p.remove(&t.tx.id().0);
+        }
+    }
+    let c = &inner.counters;
+    c.committed_txs
+        .fetch_add(block.txs.len() as u64, AtomicOrdering::Relaxed);
+    c.valid_txs.fetch_add(valid as u64, AtomicOrdering::Relaxed);
+    c.blocks.fetch_add(1, AtomicOrdering::Relaxed);
+    let new_tip = Tip {
+        height: h,
+        hash: block.header.hash().0,
+        state_digest: digest,
+        time_ms: block.header.time_ms,
+    };
+    inner.tip.send_replace(new_tip);
+    inner.orderer.committed(new_tip);
+    tracing::debug!("block {h}: {} transactions, {valid} valid", block.txs.len());
+    Ok(())
+}
+
+/// Decides every transaction's status: membership and role, replay, signatures and the
+/// endorsement policy (one batched verification for the whole block), then MVCC in block order.
+async fn validate(
+    inner: &Arc<Inner>,
+    block: &Block,
+    membership: &Membership,
+) -> Result<Vec<TxStatus>, NodeError> {
+    let n = block.txs.len();
+    let mut status = vec![TxStatus::Pending; n];
+    let mut reqs: Vec<VerifyRequest> = Vec::with_capacity(n * 2);
+    // For each transaction: index of its own signature check, and of its endorsements'.
+    let mut checks: Vec<Option<(usize, Vec<(u32, usize)>)>> = Vec::with_capacity(n);
+    let mut seen = HashSet::with_capacity(n);
+    for (i, t) in block.txs.iter().enumerate() {
+        let b = &t.tx.body;
+        let id = t.tx.id().0;
+        let st = if b.channel != inner.channel {
+            Some(TxStatus::WrongChannel)
+        } else if !seen.insert(id) || inner.store.locate(&id)?.is_some() {
+            Some(TxStatus::Replay)
+        } else {
+            match membership.member(b.creator) {
+                None => Some(TxStatus::UnknownMember),
+                Some(m) if !m.has(required_role(&t.tx, false)) => Some(TxStatus::WrongRole),
+                Some(m) => match m.public_key() {
+                    Err(_) => Some(TxStatus::BadSignature),
+                    Ok(key) => {
+                        let own = reqs.len();
+                        reqs.push(t.tx.verify_request(&key));
+                        let digest = t.result.digest().0;
+                        let mut ends = Vec::new();
+                        for e in &t.endorsements {
+                            let Some(em) = membership.member(e.endorser) else {
+                                continue;
+                            };
+                            if !em.has(Role::Validator) {
+                                continue;
+                            }
+                            let Ok(ek) = em.public_key() else { continue };
+                            ends.push((e.endorser, reqs.len()));
+                            reqs.push(VerifyRequest::new(&ek, &e.sig.into(), digest));
+                        }
+                        checks.push(Some((own, ends)));
+                        None
+                    }
+                },
+            }
+        };
+        if let Some(s) = st {
+            status[i] = s;
+            checks.push(None);
+        }
+    }
+    let verdicts = inner.crypto.verify_batch(&reqs).await?;
+    inner
+        .counters
+        .verifications
+        .fetch_add(reqs.len() as u64, AtomicOrdering::Relaxed);
+    let needed = inner.params.endorsements as usize;
+    for (i, c) in checks.iter().enumerate() {
+        let Some((own, ends)) = c else { continue };
+        if !verdicts[*own] {
+            status[i] = TxStatus::BadSignature;
+            continue;
+        }
+        let endorsers: HashSet<u32> = ends
+            .iter()
+            .filter(|(_, k)| verdicts[*k])
+            .map(|(e, _)| *e)
+            .collect();
+        if endorsers.len() < needed {
+            status[i] = TxStatus::EndorsementPolicy;
+        }
+    }
+    // MVCC: committed versions of every read (independent lookups, in parallel), then block
+    // order decides conflicts with writes of earlier valid transactions.
+    let lookups: Vec<(usize, String, Vec<u8>)> = block
+        .txs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| status[*i] == TxStatus::Pending)
+        .flat_map(|(i, t)| {
+            t.result
+                .reads
+                .iter()
+                .map(move |r| (i, t.tx.body.contract.clone(), r.key.clone()))
+        })
+        .collect();
+    let inner2 = inner.clone();
+    let current = tokio::task::spawn_blocking(move || {
+        use rayon::prelude::*;
+        lookups
+            .par_iter()
+            .map(|(_, c, k)| {
+                inner2
+                    .state
+                    .get(c, k)
+                    .map(|v| v.map(|(_, ver)| key_version(ver)))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| NodeError::Corrupt(format!("validation task: {e}")))??;
+    let mut cur = current.into_iter();
+    let mut written: HashSet<(&str, &[u8])> = HashSet::new();
+    for (i, t) in block.txs.iter().enumerate() {
+        if status[i] != TxStatus::Pending {
+            continue;
+        }
+        let contract = t.tx.body.contract.as_str();
+        let mut ok = true;
+        for r in &t.result.reads {
+            let committed = cur.next().flatten();
+            if committed != r.version || written.contains(&(contract, r.key.as_slice())) {
+                ok = false;
+            }
+        }
+        if ok {
+            for w in &t.result.writes {
+                written.insert((contract, w.key.as_slice()));
+            }
+            status[i] = TxStatus::Valid;
+        } else {
+            status[i] = TxStatus::MvccConflict;
+        }
+    }
+    Ok(status)
+}
+
+/// Replays a chain from its genesis into a fresh state service and returns the final digest
+/// (the check that a node's state is exactly its blocks).
+pub fn replay_digest(
+    genesis: &Genesis,
+    blocks: &BlockStore,
+    scratch: &std::path::Path,
+) -> Result<[u8; 32], NodeError> {
+    let state = StateService::open(scratch)?;
+    let mut digest = state.commit(0, &genesis_state(genesis))?;
+    let tip = blocks.height()?.unwrap_or(0);
+    for h in 1..=tip {
+        let b = blocks
+            .get(h)?
+            .ok_or_else(|| NodeError::Corrupt(format!("no block {h}")))?;
+        if b.header.state_digest != digest {
+            return Err(NodeError::BrokenChain {
+                height: h,
+                what: "state digest differs from the replay".into(),
+            });
+        }
+        digest = state.commit(h, &block_writes(&b))?;
+    }
+    Ok(digest)
+}

@@ -1,0 +1,953 @@
+//! The ledger commands of `bpu`: keys, genesis, running nodes (`up`, `node`), contracts,
+//! transactions, blocks, membership and events.
+
+use anyhow::{anyhow, bail, Context, Result};
+use bpu_ledger::api::{status_text, Cursor, TxState};
+use bpu_ledger::client::{nonce, Client, Signer};
+use bpu_ledger::format::{TxStatus, Wire};
+use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Role};
+use bpu_ledger::node::{hex, Node, NodeConfig};
+use bpu_ledger::order::{now_ms, CutterConfig};
+use bpu_ledger::system;
+use bpu_runtime::{CryptoService, PublicKey, SigningKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Default client/node address.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7050";
+
+/// How a client command reaches a node and signs.
+#[derive(clap::Args, Clone)]
+pub struct ClientArgs {
+    /// The node's client address.
+    #[arg(long, default_value = DEFAULT_ADDR, env = "BPU_NODE")]
+    pub node: String,
+    /// The member's private key (PEM) that signs; `bpu up` writes `admin.pem`, `alice.pem`,
+    /// `bob.pem` in its directory.
+    #[arg(long, short = 'k', env = "BPU_KEY")]
+    pub key: Option<PathBuf>,
+    /// Crypto backend used on this side (checking proofs and block roots): `cpu`, `sim://…`,
+    /// `vfio://…`.
+    #[arg(long, short, default_value = "cpu")]
+    pub device: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Key generation.
+#[derive(clap::Args)]
+pub struct KeygenArgs {
+    /// Where to write the PKCS#8 PEM private key.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Genesis creation.
+#[derive(clap::Args)]
+pub struct GenesisArgs {
+    /// Channel name (1..32 of [A-Za-z0-9_.-]).
+    #[arg(long, default_value = "main")]
+    pub channel: String,
+    /// A member: `ORG/NAME:ROLE[,ROLE…]:KEYFILE` (roles admin, writer, reader, validator; the
+    /// key file is a private or public PEM key). Repeat for each member.
+    #[arg(long = "member", short, required = true)]
+    pub members: Vec<String>,
+    /// Endorsements (from distinct validators) each transaction needs.
+    #[arg(long, default_value_t = 1)]
+    pub endorsements: u32,
+    /// Block cutter: most transactions per block.
+    #[arg(long, default_value_t = ChannelParams::default().block_max_txs)]
+    pub block_max_txs: u32,
+    /// Block cutter: most bytes per block.
+    #[arg(long, default_value_t = ChannelParams::default().block_max_bytes)]
+    pub block_max_bytes: u32,
+    /// Block cutter: longest wait for a block to fill, milliseconds.
+    #[arg(long, default_value_t = ChannelParams::default().block_timeout_ms)]
+    pub block_timeout_ms: u32,
+    /// Output file.
+    #[arg(long, short, default_value = "genesis.bin")]
+    pub out: PathBuf,
+    /// Device used to hash the genesis (`cpu`, `sim://…`).
+    #[arg(long, short, default_value = "cpu")]
+    pub device: String,
+}
+
+/// A node's configuration file (TOML), for `bpu node --config`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// Data directory (blocks and state); relative paths are relative to the config file.
+    pub data_dir: PathBuf,
+    /// Genesis file (`bpu genesis`).
+    pub genesis: PathBuf,
+    /// The node's private key (a validator of the genesis).
+    pub key: PathBuf,
+    /// Client address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Crypto backend: `cpu`, `sim://…`, `vfio://…`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Block cutter overrides (the genesis parameters otherwise).
+    #[serde(default)]
+    pub block_max_txs: Option<usize>,
+    #[serde(default)]
+    pub block_max_bytes: Option<usize>,
+    #[serde(default)]
+    pub block_timeout_ms: Option<u64>,
+}
+
+fn default_listen() -> String {
+    DEFAULT_ADDR.to_string()
+}
+fn default_device() -> String {
+    "cpu".to_string()
+}
+
+/// `bpu up`.
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Network directory: keys, genesis, node config and data. Created with a demo membership
+    /// (admin, node0, alice, bob) when it has no genesis yet.
+    #[arg(long, default_value = "bpu-net")]
+    pub dir: PathBuf,
+    /// Client address of the node.
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    pub listen: String,
+    /// Crypto backend of the node: `cpu`, `sim://…`, `vfio://…`.
+    #[arg(long, short, default_value = "cpu")]
+    pub device: String,
+    /// Channel name for a new network.
+    #[arg(long, default_value = "main")]
+    pub channel: String,
+    /// Block cutter timeout for a new network, milliseconds.
+    #[arg(long, default_value_t = ChannelParams::default().block_timeout_ms)]
+    pub block_timeout_ms: u32,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub seconds: Option<u64>,
+    /// Progress lines as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Contract commands.
+#[derive(clap::Subcommand)]
+pub enum ContractCmd {
+    /// Install a new version of a contract (an RV32IM ELF; `contracts/build.sh` builds the
+    /// examples) and make it active unless `--no-activate`. Needs the admin role.
+    Deploy {
+        /// Contract name.
+        name: String,
+        /// The ELF file.
+        elf: PathBuf,
+        /// Install without making the new version active.
+        #[arg(long)]
+        no_activate: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make an installed version the active one (pin or roll back). Needs the admin role.
+    Activate {
+        name: String,
+        version: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Submit a transaction calling a contract method, and wait for it to commit.
+    Call {
+        #[command(flatten)]
+        call: CallArgs,
+        /// Return once submitted, without waiting for the commit.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run a method read-only on current state (nothing is ordered). Needs the reader role.
+    Query {
+        #[command(flatten)]
+        call: CallArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// A method call.
+#[derive(clap::Args, Clone)]
+pub struct CallArgs {
+    /// Contract name.
+    pub contract: String,
+    /// Method name.
+    pub method: String,
+    /// Arguments, concatenated in order: `u64:N`, `u32:N`, `u8:N` (little-endian), `hex:…`,
+    /// `str:TEXT`, `id:KEYFILE` (the 32-byte account id, SHA-256 of the member's SEC1 key),
+    /// `sha256:TEXT` (32-byte digest).
+    #[arg(long = "arg", short = 'a')]
+    pub args: Vec<String>,
+    /// Run this installed version instead of the active one.
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// How to print the response: `hex`, `u64`, `u32`, `str`.
+    #[arg(long, default_value = "hex")]
+    pub out: String,
+}
+
+/// Transaction commands.
+#[derive(clap::Subcommand)]
+pub enum TxCmd {
+    /// Where a transaction is: unknown, pending, or committed (valid or invalid with reason).
+    /// With `--proof`, fetches and checks its Merkle inclusion proof.
+    Status {
+        /// Transaction id (hex).
+        id: String,
+        #[arg(long)]
+        proof: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Block commands.
+#[derive(clap::Subcommand)]
+pub enum BlockCmd {
+    /// Print a committed block (header, transactions and their statuses); the transaction root
+    /// is recomputed on `--device`.
+    Get {
+        height: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Membership commands (admin transactions).
+#[derive(clap::Subcommand)]
+pub enum MemberCmd {
+    /// Add a member: `ORG/NAME:ROLE[,ROLE…]:KEYFILE`.
+    Add {
+        member: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Set a member's roles (`none` revokes it).
+    Roles {
+        index: u32,
+        roles: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `bpu keygen`.
+pub fn keygen(a: &KeygenArgs) -> Result<ExitCode> {
+    if a.out.exists() && !a.force {
+        bail!(
+            "{} exists; pass --force to overwrite it",
+            a.out.display()
+        );
+    }
+    let k = SigningKey::generate()?;
+    write_key(&a.out, &k)?;
+    let pk = k.public_key().to_sec1();
+    println!("wrote {}", a.out.display());
+    println!("public key (SEC1): {}", hex(&pk));
+    println!("account id:        {}", hex(&account_id(&pk)));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_key(path: &Path, k: &SigningKey) -> Result<()> {
+    let pem = k.to_pem()?;
+    std::fs::write(path, pem).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// The 32-byte account id contracts see for a member: SHA-256 of its SEC1 key.
+pub fn account_id(sec1: &[u8]) -> [u8; 32] {
+    Sha256::digest(sec1).into()
+}
+
+fn read_private(path: &Path) -> Result<SigningKey> {
+    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    SigningKey::from_pem(&b).with_context(|| format!("{}", path.display()))
+}
+
+/// A public key from a private or public PEM (or DER/SEC1) file.
+fn read_public(path: &Path) -> Result<PublicKey> {
+    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if let Ok(k) = SigningKey::from_pem(&b) {
+        return Ok(k.public_key());
+    }
+    PublicKey::parse(&b).with_context(|| format!("{}: not a P-256 key", path.display()))
+}
+
+fn parse_roles(s: &str) -> Result<u8> {
+    if s == "none" {
+        return Ok(0);
+    }
+    s.split(',').try_fold(0u8, |acc, r| {
+        Role::parse(r.trim())
+            .map(|r| acc | r as u8)
+            .ok_or_else(|| anyhow!("unknown role {r:?} (admin, writer, reader, validator)"))
+    })
+}
+
+/// `ORG/NAME:ROLES:KEYFILE`.
+fn parse_member(s: &str) -> Result<(String, String, u8, PathBuf)> {
+    let bad = || anyhow!("member {s:?}: expected ORG/NAME:ROLE[,ROLE…]:KEYFILE");
+    let (who, rest) = s.split_once(':').ok_or_else(bad)?;
+    let (roles, key) = rest.split_once(':').ok_or_else(bad)?;
+    let (org, name) = who.split_once('/').ok_or_else(bad)?;
+    Ok((
+        org.to_string(),
+        name.to_string(),
+        parse_roles(roles)?,
+        PathBuf::from(key),
+    ))
+}
+
+/// Builds a genesis from member specs.
+fn make_genesis(channel: &str, members: &[String], params: ChannelParams) -> Result<Genesis> {
+    let mut m = Membership::default();
+    for spec in members {
+        let (org, name, roles, key) = parse_member(spec)?;
+        let org_index = match m.orgs.iter().position(|o| o.name == org) {
+            Some(i) => i,
+            None => {
+                m.orgs.push(Org { name: org });
+                m.orgs.len() - 1
+            }
+        };
+        m.members.push(Member {
+            org: org_index as u32,
+            name,
+            key: read_public(&key)?.to_sec1().to_vec(),
+            roles,
+        });
+    }
+    let g = Genesis {
+        version: bpu_ledger::format::VERSION,
+        channel: channel.to_string(),
+        created_ms: now_ms(),
+        membership: m,
+        params,
+    };
+    g.validate().context("the genesis is not valid")?;
+    Ok(g)
+}
+
+/// `bpu genesis`.
+pub fn genesis(a: &GenesisArgs) -> Result<ExitCode> {
+    let params = ChannelParams {
+        block_max_txs: a.block_max_txs,
+        block_max_bytes: a.block_max_bytes,
+        block_timeout_ms: a.block_timeout_ms,
+        endorsements: a.endorsements,
+    };
+    let g = make_genesis(&a.channel, &a.members, params)?;
+    let bytes = g.encode();
+    std::fs::write(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
+    let rt = crate::runtime()?;
+    let crypto = CryptoService::open(&a.device)?;
+    let h = rt.block_on(crypto.sha256(&bytes))?;
+    println!(
+        "wrote {} ({} bytes): channel {}, {} members, hash {h}",
+        a.out.display(),
+        bytes.len(),
+        g.channel,
+        g.membership.members.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_genesis(path: &Path) -> Result<Genesis> {
+    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Genesis::decode(&b).with_context(|| format!("{} is not a valid genesis", path.display()))
+}
+
+/// Starts a node from a config file's settings; returns it and its bound address.
+async fn start_node(cfg: &NodeFile, base: &Path) -> Result<(Node, std::net::SocketAddr)> {
+    let at = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    let genesis = read_genesis(&at(&cfg.genesis))?;
+    let key = read_private(&at(&cfg.key))?;
+    let crypto = CryptoService::open(&cfg.device)
+        .with_context(|| format!("opening device {}", cfg.device))?;
+    let mut cutter = CutterConfig::from_params(&genesis.params);
+    if let Some(v) = cfg.block_max_txs {
+        cutter.max_txs = v;
+    }
+    if let Some(v) = cfg.block_max_bytes {
+        cutter.max_bytes = v;
+    }
+    if let Some(v) = cfg.block_timeout_ms {
+        cutter.timeout = Duration::from_millis(v);
+    }
+    let node = Node::start(NodeConfig {
+        data_dir: at(&cfg.data_dir),
+        genesis,
+        key,
+        crypto,
+        cutter: Some(cutter),
+    })
+    .await?;
+    let addr = bpu_ledger::server::spawn(node.clone(), &cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    Ok((node, addr))
+}
+
+/// Prints height and throughput until Ctrl-C or `seconds`.
+async fn report(node: &Node, seconds: Option<u64>, json: bool) -> Result<()> {
+    let start = Instant::now();
+    let mut last = node.metrics();
+    let mut last_t = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => { eprintln!("stopping"); return Ok(()) }
+        }
+        let m = node.metrics();
+        let dt = last_t.elapsed().as_secs_f64();
+        let tps = (m.committed_txs - last.committed_txs) as f64 / dt;
+        let tip = node.tip();
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "t_s": start.elapsed().as_secs_f64(),
+                    "height": m.height,
+                    "committed_txs": m.committed_txs,
+                    "valid_txs": m.valid_txs,
+                    "tps": tps,
+                    "pending": m.pending,
+                    "state_digest": hex(&tip.state_digest),
+                })
+            );
+        } else {
+            println!(
+                "height {:>6}  txs {:>9} ({} valid)  {:>8.0} tx/s  pending {:>6}  state {}",
+                m.height,
+                m.committed_txs,
+                m.valid_txs,
+                tps,
+                m.pending,
+                &hex(&tip.state_digest)[..16]
+            );
+        }
+        last = m;
+        last_t = Instant::now();
+        if seconds.is_some_and(|s| start.elapsed() >= Duration::from_secs(s)) {
+            return Ok(());
+        }
+    }
+}
+
+/// `bpu node --config FILE`.
+pub fn node(config: &Path, json: bool) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("reading {}", config.display()))?;
+    let cfg: NodeFile =
+        toml::from_str(&text).with_context(|| format!("{} is not a node config", config.display()))?;
+    let base = config.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let rt = crate::runtime()?;
+    rt.block_on(async {
+        let (node, addr) = start_node(&cfg, &base).await?;
+        eprintln!(
+            "node {} of channel {} listening on {addr}, at height {} ({})",
+            node.info().node,
+            node.channel(),
+            node.tip().height,
+            node.info().backend
+        );
+        report(&node, None, json).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bpu up`: a one-node network in a directory, created on first use.
+pub fn up(a: &UpArgs) -> Result<ExitCode> {
+    let dir = &a.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let config = dir.join("node0.toml");
+    if !dir.join("genesis.bin").exists() {
+        let names = [
+            ("admin", "demo/admin:admin,writer,reader"),
+            ("node0", "demo/node0:validator,reader"),
+            ("alice", "demo/alice:writer,reader"),
+            ("bob", "demo/bob:writer,reader"),
+        ];
+        let mut specs = Vec::new();
+        for (file, spec) in names {
+            let path = dir.join(format!("{file}.pem"));
+            if !path.exists() {
+                write_key(&path, &SigningKey::generate()?)?;
+            }
+            specs.push(format!("{spec}:{}", path.display()));
+        }
+        let params = ChannelParams {
+            block_timeout_ms: a.block_timeout_ms,
+            ..ChannelParams::default()
+        };
+        let g = make_genesis(&a.channel, &specs, params)?;
+        std::fs::write(dir.join("genesis.bin"), g.encode())?;
+        let cfg = NodeFile {
+            data_dir: "node0".into(),
+            genesis: "genesis.bin".into(),
+            key: "node0.pem".into(),
+            listen: a.listen.clone(),
+            device: a.device.clone(),
+            block_max_txs: None,
+            block_max_bytes: None,
+            block_timeout_ms: None,
+        };
+        std::fs::write(&config, toml::to_string(&cfg)?)?;
+        eprintln!(
+            "created network in {}: channel {}, members admin, node0 (validator), alice, bob",
+            dir.display(),
+            a.channel
+        );
+    }
+    let text = std::fs::read_to_string(&config)?;
+    let mut cfg: NodeFile = toml::from_str(&text)?;
+    cfg.listen = a.listen.clone();
+    cfg.device = a.device.clone();
+    let rt = crate::runtime()?;
+    rt.block_on(async {
+        let (node, addr) = start_node(&cfg, dir).await?;
+        let d = dir.display();
+        eprintln!(
+            "node0 of channel {} listening on {addr} at height {} on {}\n\
+             try:  contracts/build.sh && bpu contract deploy token contracts/build/token.elf -k {d}/admin.pem\n\
+             \x20     bpu contract call token init -k {d}/admin.pem\n\
+             \x20     bpu contract call token mint -a id:{d}/alice.pem -a u64:100 -k {d}/admin.pem\n\
+             \x20     bpu contract query token balance -a id:{d}/alice.pem --out u64 -k {d}/alice.pem",
+            node.channel(),
+            node.tip().height,
+            node.info().backend
+        );
+        report(&node, a.seconds, a.json).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Concatenates typed argument values.
+pub fn encode_args(args: &[String]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for a in args {
+        let (t, v) = a
+            .split_once(':')
+            .ok_or_else(|| anyhow!("argument {a:?}: expected TYPE:VALUE (u64, u32, u8, hex, str, id, sha256)"))?;
+        match t {
+            "u64" => out.extend(v.parse::<u64>().with_context(|| format!("{a:?}"))?.to_le_bytes()),
+            "u32" => out.extend(v.parse::<u32>().with_context(|| format!("{a:?}"))?.to_le_bytes()),
+            "u8" => out.push(v.parse::<u8>().with_context(|| format!("{a:?}"))?),
+            "hex" => out.extend(::hex::decode(v).with_context(|| format!("{a:?}"))?),
+            "str" => out.extend(v.as_bytes()),
+            "id" => out.extend(account_id(&read_public(Path::new(v))?.to_sec1())),
+            "sha256" => out.extend(Sha256::digest(v.as_bytes())),
+            other => bail!("argument type {other:?}: use u64, u32, u8, hex, str, id or sha256"),
+        }
+    }
+    Ok(out)
+}
+
+fn format_output(bytes: &[u8], how: &str) -> Result<String> {
+    Ok(match how {
+        "hex" => hex(bytes),
+        "str" => String::from_utf8_lossy(bytes).into_owned(),
+        "u64" => u64::from_le_bytes(
+            bytes
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| anyhow!("response of {} bytes is not a u64", bytes.len()))?,
+        )
+        .to_string(),
+        "u32" => u32::from_le_bytes(
+            bytes
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| anyhow!("response of {} bytes is not a u32", bytes.len()))?,
+        )
+        .to_string(),
+        other => bail!("output format {other:?}: use hex, u64, u32 or str"),
+    })
+}
+
+/// A connected client and a signer for the key in `c`.
+async fn connect(c: &ClientArgs, need_key: bool) -> Result<(Client, Option<Signer>)> {
+    let mut client = Client::connect(&c.node).await?;
+    let signer = match &c.key {
+        None if need_key => bail!("this command signs: give the member's key with --key FILE (or BPU_KEY)"),
+        None => None,
+        Some(path) => {
+            let key = read_private(path)?;
+            let info = client.info().await?;
+            let member = client
+                .member(&key.public_key().to_sec1())
+                .await?
+                .ok_or_else(|| anyhow!("the key in {} is not a member of channel {}", path.display(), info.channel))?;
+            Some(Signer {
+                key,
+                channel: info.channel,
+                member,
+            })
+        }
+    };
+    Ok((client, signer))
+}
+
+async fn submit_and_wait(
+    client: &mut Client,
+    tx: &bpu_ledger::Transaction,
+    wait: bool,
+    out: &str,
+    json: bool,
+) -> Result<ExitCode> {
+    let id = client.submit(tx).await?;
+    if !wait {
+        if json {
+            println!("{}", serde_json::json!({ "tx_id": hex(&id), "state": "pending" }));
+        } else {
+            println!("submitted {}", hex(&id));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = client.wait(&id, Duration::from_secs(60)).await?;
+    let valid = r.status == TxStatus::Valid;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "tx_id": hex(&id),
+                "height": r.height,
+                "index": r.index,
+                "status": format!("{:?}", r.status),
+                "response": hex(&r.response),
+                "events": r.events.iter().map(|e| serde_json::json!({"name": e.name, "data": hex(&e.data)})).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        println!(
+            "tx {} committed in block {} #{}: {}",
+            hex(&id),
+            r.height,
+            r.index,
+            status_text(r.status)
+        );
+        if valid && !r.response.is_empty() {
+            println!("response: {}", format_output(&r.response, out)?);
+        }
+        for e in &r.events {
+            println!("event {}: {}", e.name, hex(&e.data));
+        }
+    }
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `bpu contract …`.
+pub fn contract(cmd: &ContractCmd) -> Result<ExitCode> {
+    let rt = crate::runtime()?;
+    rt.block_on(async {
+        match cmd {
+            ContractCmd::Deploy {
+                name,
+                elf,
+                no_activate,
+                client,
+            } => {
+                let code =
+                    std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+                let args = postcard::to_allocvec(&system::InstallArgs {
+                    name: name.clone(),
+                    code,
+                    activate: !no_activate,
+                })?;
+                let (mut c, s) = connect(client, true).await?;
+                let s = s.ok_or_else(|| anyhow!("no key"))?;
+                let tx = s.sign(system::LIFECYCLE, None, "install", args, nonce())?;
+                submit_and_wait(&mut c, &tx, true, "u32", client.json).await
+            }
+            ContractCmd::Activate {
+                name,
+                version,
+                client,
+            } => {
+                let args = postcard::to_allocvec(&system::ActivateArgs {
+                    name: name.clone(),
+                    version: *version,
+                })?;
+                let (mut c, s) = connect(client, true).await?;
+                let s = s.ok_or_else(|| anyhow!("no key"))?;
+                let tx = s.sign(system::LIFECYCLE, None, "activate", args, nonce())?;
+                submit_and_wait(&mut c, &tx, true, "u32", client.json).await
+            }
+            ContractCmd::Call {
+                call,
+                no_wait,
+                client,
+            } => {
+                let (mut c, s) = connect(client, true).await?;
+                let s = s.ok_or_else(|| anyhow!("no key"))?;
+                let tx = s.sign(
+                    &call.contract,
+                    call.version,
+                    &call.method,
+                    encode_args(&call.args)?,
+                    nonce(),
+                )?;
+                submit_and_wait(&mut c, &tx, !no_wait, &call.out, client.json).await
+            }
+            ContractCmd::Query { call, client } => {
+                let (mut c, s) = connect(client, true).await?;
+                let s = s.ok_or_else(|| anyhow!("no key"))?;
+                let tx = s.sign(
+                    &call.contract,
+                    call.version,
+                    &call.method,
+                    encode_args(&call.args)?,
+                    nonce(),
+                )?;
+                let r = c.query(&tx).await?;
+                if client.json {
+                    println!("{}", serde_json::json!({ "response": hex(&r) }));
+                } else {
+                    println!("{}", format_output(&r, &call.out)?);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+/// `bpu member …`.
+pub fn member(cmd: &MemberCmd) -> Result<ExitCode> {
+    let rt = crate::runtime()?;
+    rt.block_on(async {
+        let (client, method, args) = match cmd {
+            MemberCmd::Add { member, client } => {
+                let (org, name, roles, key) = parse_member(member)?;
+                let args = postcard::to_allocvec(&system::AddMemberArgs {
+                    org,
+                    name,
+                    key: read_public(&key)?.to_sec1().to_vec(),
+                    roles,
+                })?;
+                (client, "add_member", args)
+            }
+            MemberCmd::Roles {
+                index,
+                roles,
+                client,
+            } => {
+                let args = postcard::to_allocvec(&system::SetRolesArgs {
+                    member: *index,
+                    roles: parse_roles(roles)?,
+                })?;
+                (client, "set_roles", args)
+            }
+        };
+        let (mut c, s) = connect(client, true).await?;
+        let s = s.ok_or_else(|| anyhow!("no key"))?;
+        let tx = s.sign(system::MEMBERSHIP, None, method, args, nonce())?;
+        submit_and_wait(&mut c, &tx, true, "u32", client.json).await
+    })
+}
+
+fn parse_id(s: &str) -> Result<[u8; 32]> {
+    let v = ::hex::decode(s).context("transaction ids are 64 hex digits")?;
+    v.try_into()
+        .map_err(|_| anyhow!("transaction ids are 64 hex digits"))
+}
+
+/// `bpu tx status`.
+pub fn tx(cmd: &TxCmd) -> Result<ExitCode> {
+    let TxCmd::Status { id, proof, client } = cmd;
+    let id = parse_id(id)?;
+    let rt = crate::runtime()?;
+    rt.block_on(async {
+        let (mut c, _) = connect(client, false).await?;
+        let state = c.status(&id).await?;
+        let (label, receipt) = match &state {
+            TxState::Unknown => ("unknown".to_string(), None),
+            TxState::Pending => ("pending".to_string(), None),
+            TxState::Committed(r) => (format!("committed, {}", status_text(r.status)), Some(r)),
+        };
+        let mut proof_ok = None;
+        if *proof && receipt.is_some() {
+            let p = c
+                .tx(&id)
+                .await?
+                .ok_or_else(|| anyhow!("the node has no proof for a committed transaction"))?;
+            proof_ok = Some((p.verify(), p.path.len(), hex(&p.header.tx_root)));
+        }
+        if client.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "tx_id": hex(&id),
+                    "state": label,
+                    "height": receipt.map(|r| r.height),
+                    "index": receipt.map(|r| r.index),
+                    "status": receipt.map(|r| format!("{:?}", r.status)),
+                    "proof_verified": proof_ok.as_ref().map(|p| p.0),
+                })
+            );
+        } else {
+            println!("{}: {label}", hex(&id));
+            if let Some(r) = receipt {
+                println!("block {} index {}", r.height, r.index);
+            }
+            if let Some((ok, len, root)) = &proof_ok {
+                println!(
+                    "inclusion proof: {} ({len} hashes to root {root})",
+                    if *ok { "verified" } else { "DOES NOT VERIFY" }
+                );
+            }
+        }
+        Ok(match (&state, proof_ok) {
+            (_, Some((false, _, _))) => ExitCode::from(1),
+            (TxState::Unknown, _) => ExitCode::from(1),
+            _ => ExitCode::SUCCESS,
+        })
+    })
+}
+
+/// `bpu block get`.
+pub fn block(cmd: &BlockCmd) -> Result<ExitCode> {
+    let BlockCmd::Get { height, client } = cmd;
+    let rt = crate::runtime()?;
+    rt.block_on(async {
+        let (mut c, _) = connect(client, false).await?;
+        let b = c
+            .block(*height)
+            .await?
+            .ok_or_else(|| anyhow!("no block at height {height} yet"))?;
+        let crypto = CryptoService::open(&client.device)?;
+        let encoded: Vec<Vec<u8>> = b.txs.iter().map(|t| t.encode()).collect();
+        let leaves = crypto.leaf_hashes(&encoded).await?;
+        let root = crypto.merkle_root(&leaves).await?;
+        let root_ok = root.0 == b.header.tx_root;
+        let h = &b.header;
+        if client.json {
+            let txs: Vec<_> = b
+                .txs
+                .iter()
+                .zip(&b.status)
+                .map(|(t, s)| {
+                    serde_json::json!({
+                        "id": hex(&t.tx.id().0),
+                        "creator": t.tx.body.creator,
+                        "contract": t.tx.body.contract,
+                        "method": t.tx.body.method,
+                        "status": format!("{s:?}"),
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "height": h.height,
+                    "hash": hex(&h.hash().0),
+                    "prev_hash": hex(&h.prev_hash),
+                    "tx_root": hex(&h.tx_root),
+                    "tx_root_verified": root_ok,
+                    "state_digest": hex(&h.state_digest),
+                    "time_ms": h.time_ms,
+                    "proposer": h.proposer,
+                    "txs": txs,
+                })
+            );
+        } else {
+            println!("block {} {}", h.height, hex(&h.hash().0));
+            println!("  previous     {}", hex(&h.prev_hash));
+            println!(
+                "  tx root      {} ({})",
+                hex(&h.tx_root),
+                if root_ok { "verified" } else { "DOES NOT MATCH" }
+            );
+            println!("  state before {}", hex(&h.state_digest));
+            println!("  time         {} ms, proposer {}", h.time_ms, h.proposer);
+            for (i, (t, s)) in b.txs.iter().zip(&b.status).enumerate() {
+                println!(
+                    "  #{i:<5} {} {}.{} by {}: {}",
+                    &hex(&t.tx.id().0)[..16],
+                    t.tx.body.contract,
+                    t.tx.body.method,
+                    t.tx.body.creator,
+                    status_text(*s)
+                );
+            }
+        }
+        Ok(if root_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
+
+/// `bpu events`: follow contract events from a cursor, printing each record once.
+pub fn events(from: &str, count: Option<usize>, client: &ClientArgs) -> Result<ExitCode> {
+    let (h, i) = from
+        .split_once(':')
+        .ok_or_else(|| anyhow!("--from HEIGHT:INDEX, e.g. 0:0"))?;
+    let cursor = Cursor {
+        height: h.parse().context("cursor height")?,
+        index: i.parse().context("cursor index")?,
+    };
+    let rt = crate::runtime()?;
+    rt.block_on(async {
+        let (c, _) = connect(client, false).await?;
+        let mut sub = c.subscribe(cursor).await?;
+        let mut n = 0;
+        while count.is_none_or(|c| n < c) {
+            let r = sub.next().await?;
+            for e in &r.events {
+                if client.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "height": r.height, "index": r.index, "tx_id": hex(&r.tx_id),
+                            "contract": r.contract, "name": e.name, "data": hex(&e.data),
+                            "next": format!("{}:{}", r.next().height, r.next().index),
+                        })
+                    );
+                } else {
+                    println!(
+                        "{}:{} {} {} {}",
+                        r.height,
+                        r.index,
+                        r.contract,
+                        e.name,
+                        hex(&e.data)
+                    );
+                }
+            }
+            n += 1;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
