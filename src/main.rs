@@ -1,6 +1,7 @@
 //! The `bpu` command line: devices, hashing, signature verification, self-test and benchmarks
 //! over CPU or BPU backends.
 
+mod ledger_cli;
 mod selftest;
 mod verify;
 
@@ -84,6 +85,57 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Make a P-256 key pair for a member or node (PKCS#8 PEM); prints its public key and
+    /// account id.
+    Keygen(ledger_cli::KeygenArgs),
+    /// Write a channel's genesis file: organizations, members with keys and roles, block cutter
+    /// and endorsement parameters.
+    Genesis(ledger_cli::GenesisArgs),
+    /// Bring up a local network (one node) in a directory, creating keys and genesis on first
+    /// use, and print height and throughput as it runs.
+    Up(ledger_cli::UpArgs),
+    /// Run one node from a config file (TOML: data_dir, genesis, key, listen, device, optional
+    /// block_max_txs / block_max_bytes / block_timeout_ms).
+    Node {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Progress lines as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deploy, activate, call and query contracts.
+    Contract {
+        #[command(subcommand)]
+        cmd: ledger_cli::ContractCmd,
+    },
+    /// Transaction status, with its inclusion proof.
+    Tx {
+        #[command(subcommand)]
+        cmd: ledger_cli::TxCmd,
+    },
+    /// Read committed blocks.
+    Block {
+        #[command(subcommand)]
+        cmd: ledger_cli::BlockCmd,
+    },
+    /// Change the channel's membership (admin transactions).
+    Member {
+        #[command(subcommand)]
+        cmd: ledger_cli::MemberCmd,
+    },
+    /// Follow contract events from a cursor `HEIGHT:INDEX`; each record is printed once, and
+    /// `--json` prints the cursor to resume from.
+    Events {
+        /// Where to start.
+        #[arg(long, default_value = "0:0")]
+        from: String,
+        /// Stop after this many records.
+        #[arg(long)]
+        count: Option<usize>,
+        #[command(flatten)]
+        client: ledger_cli::ClientArgs,
+    },
     /// Run a benchmark and print JSON or a markdown table.
     Bench {
         #[command(subcommand)]
@@ -142,6 +194,19 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn run(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
         Cmd::Devices { json } => devices(json),
+        Cmd::Keygen(a) => ledger_cli::keygen(&a),
+        Cmd::Genesis(a) => ledger_cli::genesis(&a),
+        Cmd::Up(a) => ledger_cli::up(&a),
+        Cmd::Node { config, json } => ledger_cli::node(&config, json),
+        Cmd::Contract { cmd } => ledger_cli::contract(&cmd),
+        Cmd::Tx { cmd } => ledger_cli::tx(&cmd),
+        Cmd::Block { cmd } => ledger_cli::block(&cmd),
+        Cmd::Member { cmd } => ledger_cli::member(&cmd),
+        Cmd::Events {
+            from,
+            count,
+            client,
+        } => ledger_cli::events(&from, count, &client),
         Cmd::Hash { files, device } => hash(&files, &device),
         Cmd::Verify {
             pubkey,

@@ -71,7 +71,7 @@ impl Client {
 
     async fn send(&mut self, req: &Request) -> Result<(), ClientError> {
         let bytes = postcard::to_allocvec(req).map_err(|e| ClientError::Decode(e.to_string()))?;
-        self.conn.send(bytes.into()).await?;
+        self.conn.send(bytes.as_slice()).await?;
         Ok(())
     }
 

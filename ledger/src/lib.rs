@@ -20,12 +20,12 @@
 //! [`client`].
 
 pub mod api;
-// pub mod client;
+pub mod client;
 pub mod format;
 pub mod membership;
-// pub mod node;
+pub mod node;
 pub mod order;
-// pub mod server;
+pub mod server;
 pub mod store;
 pub mod system;
 

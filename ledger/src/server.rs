@@ -53,7 +53,7 @@ async fn send(conn: &mut Conn, r: &Response) -> bool {
         Ok(b) if b.len() <= MAX_RESPONSE => b,
         _ => return false,
     };
-    conn.send(bytes.into()).await.is_ok()
+    conn.send(bytes.as_slice()).await.is_ok()
 }
 
 async fn connection(node: Node, sock: TcpStream, peer: SocketAddr) {
