@@ -3,6 +3,10 @@
 //! A [`Machine`] owns a flat little-endian memory, 32 registers and a gas meter. [`Machine::run`]
 //! executes until the program exits through the [`Host`] or a [`Trap`] stops it; no input makes
 //! it panic. Misaligned loads and stores are allowed; writes to read-only segments (code) trap.
+//!
+//! Speed: read-only segments are decoded once when the machine is built (they cannot change),
+//! and stores mark 4 KiB pages dirty so that [`Machine::reset_to`] can bring a reused machine
+//! back to its initial state by copying only the pages a run changed.
 
 mod decode;
 mod exec;
@@ -13,6 +17,7 @@ pub use exec::{alu, cost, gas};
 pub use loader::{Image, LoadError, Segment};
 
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Why a run stopped without exiting normally.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +58,9 @@ pub mod reg {
     pub const A0: u8 = 10;
     pub const A1: u8 = 11;
     pub const A2: u8 = 12;
+    pub const A3: u8 = 13;
+    pub const A4: u8 = 14;
+    pub const A5: u8 = 15;
     pub const A7: u8 = 17;
 }
 
@@ -114,6 +122,16 @@ impl Default for Config {
     }
 }
 
+/// log2 of the page size used for dirty tracking.
+const PAGE_SHIFT: u32 = 12;
+
+/// The instructions of one read-only segment, decoded once (`None` = illegal word).
+#[derive(Debug)]
+struct Decoded {
+    start: u32,
+    instrs: Vec<Option<Instr>>,
+}
+
 /// An RV32IM hart with its memory and gas meter.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -121,6 +139,10 @@ pub struct Machine {
     pc: u32,
     mem: Vec<u8>,
     read_only: Vec<Range<u32>>,
+    /// Predecoded read-only segments; shared by clones (it also identifies the image).
+    code: Arc<Vec<Decoded>>,
+    /// One bit per page written since the machine was built or last reset.
+    dirty: Vec<u64>,
     gas_limit: u64,
     gas_used: u64,
 }
@@ -146,11 +168,29 @@ impl Machine {
                 read_only.push(s.addr..end);
             }
         }
+        let code = read_only
+            .iter()
+            .map(|r| {
+                let start = r.start.next_multiple_of(4);
+                let instrs = (start..r.end.saturating_sub(3))
+                    .step_by(4)
+                    .map(|a| {
+                        let a = a as usize;
+                        let word = u32::from_le_bytes([mem[a], mem[a + 1], mem[a + 2], mem[a + 3]]);
+                        decode(word)
+                    })
+                    .collect();
+                Decoded { start, instrs }
+            })
+            .collect();
+        let pages = (config.mem_size as usize).div_ceil(1 << PAGE_SHIFT);
         let mut m = Machine {
             regs: [0; 32],
             pc: image.entry,
             mem,
             read_only,
+            code: Arc::new(code),
+            dirty: vec![0; pages.div_ceil(64)],
             gas_limit: config.gas_limit,
             gas_used: 0,
         };
@@ -173,10 +213,64 @@ impl Machine {
         if pc % 4 != 0 {
             return Err(Trap::MisalignedFetch { pc });
         }
-        let word = self.load(pc, 4)?;
-        let instr = decode(word).ok_or(Trap::IllegalInstruction { pc, word })?;
+        let instr = self.fetch(pc)?;
         self.charge(cost(&instr))?;
         self.execute(instr, host)
+    }
+
+    /// The instruction at `pc` (4-aligned): from the predecoded read-only segments, else
+    /// fetched and decoded from memory.
+    fn fetch(&self, pc: u32) -> Result<Instr, Trap> {
+        for d in self.code.iter() {
+            let i = (pc.wrapping_sub(d.start) / 4) as usize;
+            if pc >= d.start {
+                if let Some(Some(instr)) = d.instrs.get(i) {
+                    return Ok(*instr);
+                }
+            }
+        }
+        let word = self.load(pc, 4)?;
+        decode(word).ok_or(Trap::IllegalInstruction { pc, word })
+    }
+
+    /// Brings this machine back to `template`'s state (registers, pc, memory) with a fresh gas
+    /// meter of `gas_limit`. When this machine is a clone of `template` (or was reset to it)
+    /// and `template` has not run since, only the pages written since are copied; otherwise
+    /// the whole template is cloned.
+    pub fn reset_to(&mut self, template: &Machine, gas_limit: u64) {
+        if Arc::ptr_eq(&self.code, &template.code)
+            && self.mem.len() == template.mem.len()
+            && template.dirty.iter().all(|&w| w == 0)
+        {
+            let page = 1usize << PAGE_SHIFT;
+            for (w, bits) in self.dirty.iter_mut().enumerate() {
+                let mut b = std::mem::take(bits);
+                while b != 0 {
+                    let p = w * 64 + b.trailing_zeros() as usize;
+                    b &= b - 1;
+                    let start = p * page;
+                    let end = (start + page).min(self.mem.len());
+                    self.mem[start..end].copy_from_slice(&template.mem[start..end]);
+                }
+            }
+        } else {
+            *self = template.clone();
+            self.dirty.fill(0);
+        }
+        self.regs = template.regs;
+        self.pc = template.pc;
+        self.gas_used = 0;
+        self.gas_limit = gas_limit;
+    }
+
+    /// Sets the gas limit (the gas already used is kept).
+    pub fn set_gas_limit(&mut self, gas_limit: u64) {
+        self.gas_limit = gas_limit;
+    }
+
+    /// Memory size in bytes.
+    pub fn mem_size(&self) -> u32 {
+        self.mem.len() as u32
     }
 
     /// Deducts `amount` gas, or fails with [`Trap::OutOfGas`] leaving the meter unchanged.
@@ -228,6 +322,11 @@ impl Machine {
                 .any(|ro| addr < ro.end && ro.start < addr + len)
         {
             return Err(self.fault(addr, len));
+        }
+        if len > 0 {
+            for p in (addr >> PAGE_SHIFT)..=((addr + len - 1) >> PAGE_SHIFT) {
+                self.dirty[(p / 64) as usize] |= 1 << (p % 64);
+            }
         }
         self.mem[r].copy_from_slice(bytes);
         Ok(())
