@@ -21,6 +21,7 @@ use crate::StateVersion;
 use parking_lot::Mutex;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Contract syscall numbers (`a7`); `write` (64) and `exit` (93) are [`vm::syscall`]'s.
@@ -228,18 +229,42 @@ impl Program {
     }
 }
 
+/// Counters of a [`ContractService`] since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContractMetrics {
+    pub calls: u64,
+    pub reverts: u64,
+    pub gas: u64,
+    /// RV32IM instructions executed.
+    pub instructions: u64,
+}
+
 /// Runs contract calls; caches loaded programs by code hash.
 #[derive(Debug, Default)]
 pub struct ContractService {
     config: ContractConfig,
     programs: Mutex<HashMap<[u8; 32], Arc<Program>>>,
+    calls: AtomicU64,
+    reverts: AtomicU64,
+    gas: AtomicU64,
+    instructions: AtomicU64,
 }
 
 impl ContractService {
     pub fn new(config: ContractConfig) -> Self {
         ContractService {
             config,
-            programs: Mutex::new(HashMap::new()),
+            ..Default::default()
+        }
+    }
+
+    /// Calls, reverts, gas and instructions so far.
+    pub fn metrics(&self) -> ContractMetrics {
+        ContractMetrics {
+            calls: self.calls.load(Ordering::Relaxed),
+            reverts: self.reverts.load(Ordering::Relaxed),
+            gas: self.gas.load(Ordering::Relaxed),
+            instructions: self.instructions.load(Ordering::Relaxed),
         }
     }
 
@@ -283,6 +308,10 @@ impl ContractService {
         };
         let run = vm.run(&mut host);
         let gas_used = vm.gas_used();
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.gas.fetch_add(gas_used, Ordering::Relaxed);
+        self.instructions
+            .fetch_add(vm.instructions(), Ordering::Relaxed);
         program.give_back(vm);
         let result = match (host.end.take(), run) {
             (Some(end), _) => end,
@@ -290,6 +319,9 @@ impl ContractService {
             (None, Ok(code)) => Err(format!("exit code {code}")),
             (None, Err(trap)) => Err(format!("trap: {trap}")),
         };
+        if result.is_err() {
+            self.reverts.fetch_add(1, Ordering::Relaxed);
+        }
         let reads = host
             .reads
             .into_iter()
@@ -359,6 +391,7 @@ impl CallHost<'_, '_> {
         let (buf, cap) = (vm.reg(reg::A0), vm.reg(reg::A1));
         let n = data.len().min(cap as usize);
         vm.charge(base + n as u64 * per_byte)?;
+        vm.writable(buf, cap)?;
         vm.write_bytes(buf, &data[..n])?;
         vm.set_reg(reg::A0, len32(data.len()));
         Ok(())
@@ -371,6 +404,7 @@ impl CallHost<'_, '_> {
             return self.limit(format!("key of {kl} bytes (max {})", self.cfg.max_key_len));
         }
         vm.charge(gas::STATE_GET + u64::from(kl) * gas::KEY_BYTE)?;
+        vm.writable(buf, cap)?;
         let key = vm.read_bytes(kp, kl)?;
         if !self.writes.contains_key(key) && !self.reads.contains_key(key) {
             if self.entries_full() {

@@ -23,7 +23,8 @@ mod verify_bpu;
 pub mod vm;
 
 pub use contract::{
-    CallContext, CallOutcome, ContractConfig, ContractService, Program, StateReader,
+    CallContext, CallOutcome, ContractConfig, ContractMetrics, ContractService, Program,
+    StateReader,
 };
 pub use crypto::{CryptoMetrics, CryptoService, Digest};
 pub use ecdsa::{cpu_verify, ParseError, PublicKey, Signature, VerifyRequest};

@@ -129,7 +129,8 @@ const PAGE_SHIFT: u32 = 12;
 #[derive(Debug)]
 struct Decoded {
     start: u32,
-    instrs: Vec<Option<Instr>>,
+    /// Each word's instruction and gas cost.
+    instrs: Vec<Option<(Instr, u64)>>,
 }
 
 /// An RV32IM hart with its memory and gas meter.
@@ -139,12 +140,16 @@ pub struct Machine {
     pc: u32,
     mem: Vec<u8>,
     read_only: Vec<Range<u32>>,
+    /// The smallest range covering every read-only segment (a fast test for stores).
+    read_only_span: Range<u32>,
     /// Predecoded read-only segments; shared by clones (it also identifies the image).
     code: Arc<Vec<Decoded>>,
     /// One bit per page written since the machine was built or last reset.
     dirty: Vec<u64>,
     gas_limit: u64,
     gas_used: u64,
+    /// Instructions charged (executed or trapping in execution) since built or reset.
+    instret: u64,
 }
 
 impl Machine {
@@ -177,28 +182,45 @@ impl Machine {
                     .map(|a| {
                         let a = a as usize;
                         let word = u32::from_le_bytes([mem[a], mem[a + 1], mem[a + 2], mem[a + 3]]);
-                        decode(word)
+                        decode(word).map(|i| (i, cost(&i)))
                     })
                     .collect();
                 Decoded { start, instrs }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // The segment holding the entry point (the code) is searched first.
+        let mut code = code;
+        code.sort_by_key(|d| {
+            !(image.entry >= d.start && ((image.entry - d.start) / 4) < d.instrs.len() as u32)
+        });
+        let read_only_span = read_only
+            .iter()
+            .fold(None, |acc: Option<Range<u32>>, r| {
+                Some(match acc {
+                    None => r.clone(),
+                    Some(a) => a.start.min(r.start)..a.end.max(r.end),
+                })
+            })
+            .unwrap_or(0..0);
         let pages = (config.mem_size as usize).div_ceil(1 << PAGE_SHIFT);
         let mut m = Machine {
             regs: [0; 32],
             pc: image.entry,
             mem,
             read_only,
+            read_only_span,
             code: Arc::new(code),
             dirty: vec![0; pages.div_ceil(64)],
             gas_limit: config.gas_limit,
             gas_used: 0,
+            instret: 0,
         };
         m.set_reg(reg::SP, config.mem_size & !15);
         Ok(m)
     }
 
     /// Runs until exit (`Ok(code)`) or a trap; [`Machine::gas_used`] tells the gas spent.
+    #[inline(never)]
     pub fn run(&mut self, host: &mut dyn Host) -> Result<u32, Trap> {
         loop {
             if let Flow::Exit(code) = self.step(host)? {
@@ -208,19 +230,22 @@ impl Machine {
     }
 
     /// Fetches, decodes, charges and executes one instruction.
+    #[inline]
     pub fn step(&mut self, host: &mut dyn Host) -> Result<Flow, Trap> {
         let pc = self.pc;
         if pc % 4 != 0 {
             return Err(Trap::MisalignedFetch { pc });
         }
-        let instr = self.fetch(pc)?;
-        self.charge(cost(&instr))?;
+        let (instr, cost) = self.fetch(pc)?;
+        self.charge(cost)?;
+        self.instret += 1;
         self.execute(instr, host)
     }
 
     /// The instruction at `pc` (4-aligned): from the predecoded read-only segments, else
     /// fetched and decoded from memory.
-    fn fetch(&self, pc: u32) -> Result<Instr, Trap> {
+    #[inline]
+    fn fetch(&self, pc: u32) -> Result<(Instr, u64), Trap> {
         for d in self.code.iter() {
             let i = (pc.wrapping_sub(d.start) / 4) as usize;
             if pc >= d.start {
@@ -230,7 +255,8 @@ impl Machine {
             }
         }
         let word = self.load(pc, 4)?;
-        decode(word).ok_or(Trap::IllegalInstruction { pc, word })
+        let instr = decode(word).ok_or(Trap::IllegalInstruction { pc, word })?;
+        Ok((instr, cost(&instr)))
     }
 
     /// Brings this machine back to `template`'s state (registers, pc, memory) with a fresh gas
@@ -260,6 +286,7 @@ impl Machine {
         self.regs = template.regs;
         self.pc = template.pc;
         self.gas_used = 0;
+        self.instret = 0;
         self.gas_limit = gas_limit;
     }
 
@@ -274,6 +301,7 @@ impl Machine {
     }
 
     /// Deducts `amount` gas, or fails with [`Trap::OutOfGas`] leaving the meter unchanged.
+    #[inline]
     pub fn charge(&mut self, amount: u64) -> Result<(), Trap> {
         match self.gas_used.checked_add(amount) {
             Some(used) if used <= self.gas_limit => {
@@ -287,6 +315,11 @@ impl Machine {
     /// Gas charged so far (the instruction that ran out is not included).
     pub fn gas_used(&self) -> u64 {
         self.gas_used
+    }
+
+    /// Instructions charged so far (a measure of work, not part of the ABI).
+    pub fn instructions(&self) -> u64 {
+        self.instret
     }
 
     /// The program counter.
@@ -307,24 +340,20 @@ impl Machine {
     }
 
     /// `len` bytes of memory at `addr`, or a memory fault at the current pc.
+    #[inline]
     pub fn read_bytes(&self, addr: u32, len: u32) -> Result<&[u8], Trap> {
         self.range(addr, len).map(|r| &self.mem[r])
     }
 
     /// Writes `bytes` at `addr`, or a memory fault (out of range or read-only).
+    #[inline]
     pub fn write_bytes(&mut self, addr: u32, bytes: &[u8]) -> Result<(), Trap> {
         let len = u32::try_from(bytes.len()).map_err(|_| self.fault(addr, u32::MAX))?;
-        let r = self.range(addr, len)?;
-        if len > 0
-            && self
-                .read_only
-                .iter()
-                .any(|ro| addr < ro.end && ro.start < addr + len)
-        {
-            return Err(self.fault(addr, len));
-        }
+        let r = self.writable(addr, len)?;
         if len > 0 {
-            for p in (addr >> PAGE_SHIFT)..=((addr + len - 1) >> PAGE_SHIFT) {
+            let (first, last) = (addr >> PAGE_SHIFT, (addr + len - 1) >> PAGE_SHIFT);
+            self.dirty[(first / 64) as usize] |= 1 << (first % 64);
+            for p in first + 1..=last {
                 self.dirty[(p / 64) as usize] |= 1 << (p % 64);
             }
         }
@@ -332,6 +361,26 @@ impl Machine {
         Ok(())
     }
 
+    /// Whether `len` bytes at `addr` may be written: the index range, or a memory fault (out of
+    /// range or touching a read-only segment). Syscalls check whole output buffers with it.
+    #[inline]
+    pub fn writable(&self, addr: u32, len: u32) -> Result<Range<usize>, Trap> {
+        let r = self.range(addr, len)?;
+        let span = &self.read_only_span;
+        if len > 0
+            && addr < span.end
+            && span.start < addr + len
+            && self
+                .read_only
+                .iter()
+                .any(|ro| addr < ro.end && ro.start < addr + len)
+        {
+            return Err(self.fault(addr, len));
+        }
+        Ok(r)
+    }
+
+    #[inline]
     fn range(&self, addr: u32, len: u32) -> Result<Range<usize>, Trap> {
         match addr.checked_add(len) {
             Some(end) if end as usize <= self.mem.len() => Ok(addr as usize..end as usize),
@@ -339,6 +388,7 @@ impl Machine {
         }
     }
 
+    #[cold]
     fn fault(&self, addr: u32, len: u32) -> Trap {
         Trap::MemoryFault {
             pc: self.pc,
@@ -348,12 +398,19 @@ impl Machine {
     }
 
     /// Little-endian load of 1, 2 or 4 bytes, zero-extended.
+    #[inline]
     fn load(&self, addr: u32, len: u8) -> Result<u32, Trap> {
         let b = self.read_bytes(addr, u32::from(len))?;
-        Ok(b.iter().rev().fold(0, |v, &x| (v << 8) | u32::from(x)))
+        Ok(match *b {
+            [x] => u32::from(x),
+            [x, y] => u32::from(u16::from_le_bytes([x, y])),
+            [x, y, z, w] => u32::from_le_bytes([x, y, z, w]),
+            _ => b.iter().rev().fold(0, |v, &x| (v << 8) | u32::from(x)),
+        })
     }
 
     /// Little-endian store of the low 1, 2 or 4 bytes of `value`.
+    #[inline]
     fn store(&mut self, addr: u32, len: u8, value: u32) -> Result<(), Trap> {
         self.write_bytes(addr, &value.to_le_bytes()[..usize::from(len)])
     }
