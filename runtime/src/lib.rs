@@ -12,14 +12,20 @@
 //! - Every call returns within the device timeout: a stuck device is reset and the affected
 //!   calls get `Error::Device`, later calls work again.
 //!
-//! Start reading at [`crypto::CryptoService::open`]; the contract VM is [`vm::Machine`].
+//! Start reading at [`crypto::CryptoService::open`]; the contract VM is [`vm::Machine`], the
+//! contract service [`contract::ContractService`].
 
+pub mod contract;
 pub mod crypto;
 pub mod ecdsa;
 pub mod merkle;
 mod verify_bpu;
 pub mod vm;
 
+pub use contract::{
+    CallContext, CallOutcome, ContractConfig, ContractMetrics, ContractService, Program,
+    StateReader,
+};
 pub use crypto::{CryptoMetrics, CryptoService, Digest};
 pub use ecdsa::{cpu_verify, ParseError, PublicKey, Signature, SigningKey, VerifyRequest};
 

@@ -79,6 +79,7 @@ fn taken(op: BranchOp, a: u32, b: u32) -> bool {
 
 impl Machine {
     /// Executes one already-charged instruction at `self.pc`.
+    #[inline(always)]
     pub(super) fn execute(&mut self, i: Instr, host: &mut dyn Host) -> Result<Flow, Trap> {
         let pc = self.pc;
         let mut next = pc.wrapping_add(4);

@@ -571,3 +571,65 @@ fn random_words_and_mutated_elves_never_panic() {
         }
     }
 }
+
+// ---- reuse ----
+
+#[test]
+fn reset_to_restores_every_written_page_and_runs_identically() {
+    // Read-only code (the predecoded path) storing across pages, one store straddling two.
+    let words = [
+        u(0x1234_5000, 5, 0x37),
+        u(0x1000, 6, 0x37),
+        s(0, 5, 6, 2),
+        u(0x6000, 6, 0x37),
+        s(-2, 5, 6, 2),
+        i(-2, 6, 2, reg::A0, 0x03), // a0 = lw 0x5ffe
+        u(0x10000, 6, 0x37),
+        s(-16, 5, 6, 2),
+    ];
+    let code = program(&words);
+    let len = code.len() as u32;
+    let image = Image {
+        entry: 0,
+        segments: vec![Segment {
+            addr: 0,
+            data: code,
+            mem_size: len,
+            writable: false,
+        }],
+    };
+    let template = Machine::new(
+        Config {
+            mem_size: 1 << 16,
+            gas_limit: 0,
+        },
+        &image,
+    )
+    .expect("vm test setup");
+    let pristine = template
+        .read_bytes(0, 1 << 16)
+        .expect("vm test setup")
+        .to_vec();
+    let mut m = template.clone();
+    m.reset_to(&template, 1000);
+    let first = m.run(&mut BasicHost::default());
+    assert_eq!(first, Ok(0x1234_5000));
+    let (gas, instrs) = (m.gas_used(), m.instructions());
+    assert_eq!(instrs, words.len() as u64 + 2);
+    assert_ne!(m.read_bytes(0, 1 << 16).expect("in range"), &pristine[..]);
+    m.reset_to(&template, 1000);
+    assert_eq!(m.read_bytes(0, 1 << 16).expect("in range"), &pristine[..]);
+    assert_eq!((m.gas_used(), m.instructions(), m.pc()), (0, 0, 0));
+    assert_eq!(m.reg(reg::SP), 1 << 16);
+    assert_eq!(m.run(&mut BasicHost::default()), first);
+    assert_eq!(m.gas_used(), gas);
+    // A machine of another image is replaced by a full copy.
+    let mut other = machine(&[addi(reg::A0, 0, 5)], 100);
+    other.run(&mut BasicHost::default()).expect("vm test setup");
+    other.reset_to(&template, 1000);
+    assert_eq!(
+        other.read_bytes(0, 1 << 16).expect("in range"),
+        &pristine[..]
+    );
+    assert_eq!(other.run(&mut BasicHost::default()), first);
+}

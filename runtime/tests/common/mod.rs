@@ -1,7 +1,10 @@
-//! Shared ECDSA test material: the Wycheproof P-256/SHA-256 check against any crypto service, and
+//! Shared test material: the Wycheproof P-256/SHA-256 check against any crypto service, and
 //! a differential corpus of signatures made by an independent signer (ring), with corrupted
 //! variants whose expected verdicts come from a second independent verifier (the `p256` crate).
+//! `contracts` builds the C contracts in `contracts/` for the contract tests.
 #![allow(dead_code)] // each test binary uses its own part of this module
+
+pub mod contracts;
 
 use bpu_runtime::ecdsa::{N, P};
 use bpu_runtime::{CryptoService, PublicKey, Signature, VerifyRequest};
