@@ -12,11 +12,13 @@
 //! - Every call returns within the device timeout: a stuck device is reset and the affected
 //!   calls get `Error::Device`, later calls work again.
 //!
-//! Start reading at [`crypto::CryptoService::open`]; the contract VM is [`vm::Machine`].
+//! Start reading at [`crypto::CryptoService::open`]; the contract VM is [`vm::Machine`]; the
+//! ledger's versioned key-value state is [`state::StateService`].
 
 pub mod crypto;
 pub mod ecdsa;
 pub mod merkle;
+pub mod state;
 mod verify_bpu;
 pub mod vm;
 
