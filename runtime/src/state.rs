@@ -124,6 +124,8 @@ pub enum StateError {
         #[source]
         source: io::Error,
     },
+    #[error("state database {path} is already open (by another StateService or process): open each channel's state once and share it")]
+    InUse { path: PathBuf },
     #[error("state database {path} is corrupt: {detail}; restore it from a snapshot")]
     Corrupt { path: PathBuf, detail: String },
     #[error("state database {path} has format {found}, this build reads format {DB_FORMAT}: use a matching bpu version")]
@@ -459,7 +461,10 @@ impl StateService {
     pub fn open(path: &Path) -> Result<StateService, StateError> {
         fs::create_dir_all(path).map_err(io_err(path))?;
         let file = path.join(DB_FILE);
-        let db = Database::create(&file).map_err(db_err(&file))?;
+        let db = Database::create(&file).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StateError::InUse { path: file.clone() },
+            e => db_err(&file)(e),
+        })?;
         let txn = begin_write(&db, &file)?;
         let head = {
             let mut meta = txn.open_table(META).map_err(db_err(&file))?;

@@ -168,6 +168,10 @@ fn get_put_delete_versions() {
     assert_eq!(svc.digest(), model_digest(&model));
     assert_eq!(svc.verify().expect("verify"), svc.digest());
 
+    // One service per database: a second open is refused while the first lives.
+    let err = StateService::open(dir.path()).expect_err("second open");
+    assert!(matches!(err, StateError::InUse { .. }), "{err:?}");
+
     // Everything survives a reopen.
     let digest = svc.digest();
     drop(svc);
