@@ -529,7 +529,9 @@ impl StateService {
     ///
     /// `height` must be exactly last + 1 (0 for an empty state), else [`StateError::Height`] and
     /// nothing changes. Several writes to one key: the last in `writes` wins. Deleting an absent
-    /// key is a no-op. On any error nothing changes.
+    /// key is a no-op. On any error nothing changes, except that after a [`StateError::Db`]
+    /// from the final redb commit (an I/O failure while syncing) redb refuses further writes:
+    /// drop the service and reopen it, which reports the height that is really on disk.
     pub fn commit(&self, height: u64, writes: &[StateWrite]) -> Result<[u8; 32], StateError> {
         for w in writes {
             check_sizes(&w.contract, &w.key, w.value.as_deref())?;
