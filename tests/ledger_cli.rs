@@ -229,7 +229,7 @@ fn kill_9_under_load_loses_no_committed_block() {
     let node_dir = dir.path().join("node0");
     let store = BlockStore::open(&node_dir.join("blocks.redb")).expect("blocks");
     let scratch = tempfile::tempdir().expect("tempdir");
-    let replayed = replay_digest(&genesis, &store, &scratch.path().join("s.redb")).expect("replay");
-    let state = bpu_runtime::state::StateService::open(&node_dir.join("state.redb")).expect("state");
+    let replayed = replay_digest(&genesis, &store, &scratch.path().join("replay")).expect("replay");
+    let state = bpu_runtime::state::StateService::open(&node_dir.join("state")).expect("state");
     assert_eq!(replayed, state.digest());
 }

@@ -54,7 +54,7 @@ pub enum NodeError {
 
 /// What a node needs to start.
 pub struct NodeConfig {
-    /// Holds `blocks.redb` and `state.redb`.
+    /// Holds `blocks.redb` and `state/` (the state service's directory).
     pub data_dir: PathBuf,
     pub genesis: Genesis,
     /// The node's key; its public key must be a validator in the genesis membership.
@@ -118,7 +118,7 @@ impl Node {
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let store = BlockStore::open(&cfg.data_dir.join("blocks.redb"))?;
-        let state = StateService::open(&cfg.data_dir.join("state.redb"))?;
+        let state = StateService::open(&cfg.data_dir.join("state"))?;
         let genesis = &cfg.genesis;
         let genesis_hash = genesis.hash().0;
         let me_key = cfg.key.public_key().to_sec1();

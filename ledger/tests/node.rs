@@ -269,8 +269,8 @@ fn restart_recovers_and_state_equals_replay() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let tip = store.height().expect("h").expect("blocks");
     let last = store.get(tip).expect("get").expect("block");
-    let replayed = replay_digest(&keys.genesis(), &store, &scratch.path().join("replay.redb")).expect("replay");
-    let state = bpu_runtime::state::StateService::open(&dir.path().join("state.redb")).expect("state");
+    let replayed = replay_digest(&keys.genesis(), &store, &scratch.path().join("replay")).expect("replay");
+    let state = bpu_runtime::state::StateService::open(&dir.path().join("state")).expect("state");
     assert_eq!(replayed, state.digest());
     assert_eq!(state.height(), Some(last.header.height));
     // Another genesis cannot open this directory.

@@ -13,12 +13,14 @@
 //!   calls get `Error::Device`, later calls work again.
 //!
 //! Start reading at [`crypto::CryptoService::open`]; the contract VM is [`vm::Machine`], the
-//! contract service [`contract::ContractService`].
+//! contract service [`contract::ContractService`], the ledger's versioned key-value state
+//! [`state::StateService`].
 
 pub mod contract;
 pub mod crypto;
 pub mod ecdsa;
 pub mod merkle;
+pub mod state;
 mod verify_bpu;
 pub mod vm;
 
