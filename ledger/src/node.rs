@@ -449,16 +449,24 @@ impl Node {
         Ok(TxState::Unknown)
     }
 
-    /// The encoded block at `height`.
+    /// The encoded block at `height`, once committed (stored and applied to state).
     pub fn block(&self, height: u64) -> Result<Option<Vec<u8>>, NodeError> {
+        if height > self.tip().height {
+            return Ok(None);
+        }
         Ok(self.inner.store.get_bytes(height)?)
     }
 
-    /// A committed transaction with its receipt and inclusion proof.
+    /// A committed transaction with its receipt and inclusion proof. A block counts as
+    /// committed once its writes are in the state too (the block store is written first), so
+    /// a client that saw a receipt can rely on the state reflecting it.
     pub fn tx_proof(&self, id: &[u8; 32]) -> Result<Option<TxProof>, NodeError> {
         let Some((h, i)) = self.inner.store.locate(id)? else {
             return Ok(None);
         };
+        if h > self.tip().height {
+            return Ok(None);
+        }
         let block = self
             .inner
             .store
