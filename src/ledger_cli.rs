@@ -248,10 +248,7 @@ pub enum MemberCmd {
 /// `bpu keygen`.
 pub fn keygen(a: &KeygenArgs) -> Result<ExitCode> {
     if a.out.exists() && !a.force {
-        bail!(
-            "{} exists; pass --force to overwrite it",
-            a.out.display()
-        );
+        bail!("{} exists; pass --force to overwrite it", a.out.display());
     }
     let k = SigningKey::generate()?;
     write_key(&a.out, &k)?;
@@ -463,10 +460,10 @@ async fn report(node: &Node, seconds: Option<u64>, json: bool) -> Result<()> {
 
 /// `bpu node --config FILE`.
 pub fn node(config: &Path, json: bool) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(config)
-        .with_context(|| format!("reading {}", config.display()))?;
-    let cfg: NodeFile =
-        toml::from_str(&text).with_context(|| format!("{} is not a node config", config.display()))?;
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let cfg: NodeFile = toml::from_str(&text)
+        .with_context(|| format!("{} is not a node config", config.display()))?;
     let base = config.parent().unwrap_or(Path::new(".")).to_path_buf();
     let rt = crate::runtime()?;
     rt.block_on(async {
@@ -553,12 +550,20 @@ pub fn up(a: &UpArgs) -> Result<ExitCode> {
 pub fn encode_args(args: &[String]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     for a in args {
-        let (t, v) = a
-            .split_once(':')
-            .ok_or_else(|| anyhow!("argument {a:?}: expected TYPE:VALUE (u64, u32, u8, hex, str, id, sha256)"))?;
+        let (t, v) = a.split_once(':').ok_or_else(|| {
+            anyhow!("argument {a:?}: expected TYPE:VALUE (u64, u32, u8, hex, str, id, sha256)")
+        })?;
         match t {
-            "u64" => out.extend(v.parse::<u64>().with_context(|| format!("{a:?}"))?.to_le_bytes()),
-            "u32" => out.extend(v.parse::<u32>().with_context(|| format!("{a:?}"))?.to_le_bytes()),
+            "u64" => out.extend(
+                v.parse::<u64>()
+                    .with_context(|| format!("{a:?}"))?
+                    .to_le_bytes(),
+            ),
+            "u32" => out.extend(
+                v.parse::<u32>()
+                    .with_context(|| format!("{a:?}"))?
+                    .to_le_bytes(),
+            ),
             "u8" => out.push(v.parse::<u8>().with_context(|| format!("{a:?}"))?),
             "hex" => out.extend(::hex::decode(v).with_context(|| format!("{a:?}"))?),
             "str" => out.extend(v.as_bytes()),
@@ -596,7 +601,9 @@ fn format_output(bytes: &[u8], how: &str) -> Result<String> {
 async fn connect(c: &ClientArgs, need_key: bool) -> Result<(Client, Option<Signer>)> {
     let mut client = Client::connect(&c.node).await?;
     let signer = match &c.key {
-        None if need_key => bail!("this command signs: give the member's key with --key FILE (or BPU_KEY)"),
+        None if need_key => {
+            bail!("this command signs: give the member's key with --key FILE (or BPU_KEY)")
+        }
         None => None,
         Some(path) => {
             let key = read_private(path)?;
@@ -604,7 +611,13 @@ async fn connect(c: &ClientArgs, need_key: bool) -> Result<(Client, Option<Signe
             let member = client
                 .member(&key.public_key().to_sec1())
                 .await?
-                .ok_or_else(|| anyhow!("the key in {} is not a member of channel {}", path.display(), info.channel))?;
+                .ok_or_else(|| {
+                    anyhow!(
+                        "the key in {} is not a member of channel {}",
+                        path.display(),
+                        info.channel
+                    )
+                })?;
             Some(Signer {
                 key,
                 channel: info.channel,
@@ -625,7 +638,10 @@ async fn submit_and_wait(
     let id = client.submit(tx).await?;
     if !wait {
         if json {
-            println!("{}", serde_json::json!({ "tx_id": hex(&id), "state": "pending" }));
+            println!(
+                "{}",
+                serde_json::json!({ "tx_id": hex(&id), "state": "pending" })
+            );
         } else {
             println!("submitted {}", hex(&id));
         }
@@ -886,7 +902,11 @@ pub fn block(cmd: &BlockCmd) -> Result<ExitCode> {
             println!(
                 "  tx root      {} ({})",
                 hex(&h.tx_root),
-                if root_ok { "verified" } else { "DOES NOT MATCH" }
+                if root_ok {
+                    "verified"
+                } else {
+                    "DOES NOT MATCH"
+                }
             );
             println!("  state before {}", hex(&h.state_digest));
             println!("  time         {} ms, proposer {}", h.time_ms, h.proposer);

@@ -21,16 +21,12 @@ fn free_addr() -> String {
     l.local_addr().expect("addr").to_string()
 }
 
-/// The example contracts, built once into the target dir.
+#[path = "../runtime/tests/common/contracts.rs"]
+mod contracts;
+
+/// An example contract's ELF (built once per test binary).
 fn contract(name: &str) -> PathBuf {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("contracts-cli");
-    let status = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts/build.sh"))
-        .arg(&out)
-        .status()
-        .expect("contracts/build.sh (needs clang and lld: ci/setup.sh)");
-    assert!(status.success());
-    out.join(format!("{name}.elf"))
+    contracts::path(name)
 }
 
 struct Up {
@@ -58,7 +54,10 @@ fn up(dir: &Path, addr: &str) -> Up {
     let start = Instant::now();
     let rt = tokio::runtime::Runtime::new().expect("rt");
     while rt.block_on(Client::connect(addr)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "bpu up did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "bpu up did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Up {
@@ -91,28 +90,95 @@ fn token_flow_through_the_cli() {
     let key = |who: &str| format!("{d}/{who}.pem");
     let token = contract("token");
     let token = token.to_str().expect("utf8");
-    let out = run(&["contract", "deploy", "token", token, "--node", &net.addr, "-k", &key("admin")]);
-    assert!(stdout(&out).contains("valid"), "{}", stdout(&out));
-    run(&["contract", "call", "token", "init", "--node", &addr, "-k", &key("admin")]);
-    let id = |who: &str| format!("id:{}", key(who));
-    run(&["contract", "call", "token", "mint", "-a", &id("alice"), "-a", "u64:100", "--node", &addr, "-k", &key("admin")]);
     let out = run(&[
-        "contract", "call", "token", "transfer", "-a", &id("bob"), "-a", "u64:30", "--node", &addr,
-        "-k", &key("alice"), "--json",
+        "contract",
+        "deploy",
+        "token",
+        token,
+        "--node",
+        &net.addr,
+        "-k",
+        &key("admin"),
+    ]);
+    assert!(stdout(&out).contains("valid"), "{}", stdout(&out));
+    run(&[
+        "contract",
+        "call",
+        "token",
+        "init",
+        "--node",
+        &addr,
+        "-k",
+        &key("admin"),
+    ]);
+    let id = |who: &str| format!("id:{}", key(who));
+    run(&[
+        "contract",
+        "call",
+        "token",
+        "mint",
+        "-a",
+        &id("alice"),
+        "-a",
+        "u64:100",
+        "--node",
+        &addr,
+        "-k",
+        &key("admin"),
+    ]);
+    let out = run(&[
+        "contract",
+        "call",
+        "token",
+        "transfer",
+        "-a",
+        &id("bob"),
+        "-a",
+        "u64:30",
+        "--node",
+        &addr,
+        "-k",
+        &key("alice"),
+        "--json",
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["status"], "Valid");
     let tx_id = v["tx_id"].as_str().expect("id").to_string();
     // Overspending is refused with its reason, exit status 2.
     let o = bpu()
-        .args(["contract", "call", "token", "transfer", "-a", &id("bob"), "-a", "u64:71"])
+        .args([
+            "contract",
+            "call",
+            "token",
+            "transfer",
+            "-a",
+            &id("bob"),
+            "-a",
+            "u64:71",
+        ])
         .args(["--node", &addr, "-k", &key("alice")])
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("insufficient"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("insufficient"),
+        "{o:?}"
+    );
     for (who, want) in [("alice", "70"), ("bob", "30")] {
-        let o = run(&["contract", "query", "token", "balance", "-a", &id(who), "--out", "u64", "--node", &addr, "-k", &key(who)]);
+        let o = run(&[
+            "contract",
+            "query",
+            "token",
+            "balance",
+            "-a",
+            &id(who),
+            "--out",
+            "u64",
+            "--node",
+            &addr,
+            "-k",
+            &key(who),
+        ]);
         assert_eq!(stdout(&o), want, "{who}");
     }
     let o = run(&["tx", "status", &tx_id, "--proof", "--node", &addr, "--json"]);
@@ -123,9 +189,16 @@ fn token_flow_through_the_cli() {
     let o = run(&["block", "get", &h.to_string(), "--node", &addr, "--json"]);
     let b: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(b["tx_root_verified"], true);
-    assert!(b["txs"].as_array().expect("txs").iter().any(|t| t["id"] == tx_id.as_str()));
+    assert!(b["txs"]
+        .as_array()
+        .expect("txs")
+        .iter()
+        .any(|t| t["id"] == tx_id.as_str()));
     // Unknown transaction: exit status 1.
-    let o = bpu().args(["tx", "status", &"ab".repeat(32), "--node", &addr]).output().expect("run");
+    let o = bpu()
+        .args(["tx", "status", &"ab".repeat(32), "--node", &addr])
+        .output()
+        .expect("run");
     assert_eq!(o.status.code(), Some(1));
 }
 
@@ -137,18 +210,50 @@ fn kill_9_under_load_loses_no_committed_block() {
     let key = |who: &str| format!("{d}/{who}.pem");
     let mut net = up(dir.path(), &addr);
     let token = contract("token");
-    run(&["contract", "deploy", "token", token.to_str().expect("utf8"), "--node", &addr, "-k", &key("admin")]);
-    run(&["contract", "call", "token", "init", "--node", &addr, "-k", &key("admin")]);
-    let genesis = Genesis::decode(&std::fs::read(dir.path().join("genesis.bin")).expect("genesis")).expect("decode");
-    let load_key = |who: &str| SigningKey::from_pem(&std::fs::read(key(who)).expect("key")).expect("pem");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    run(&[
+        "contract",
+        "deploy",
+        "token",
+        token.to_str().expect("utf8"),
+        "--node",
+        &addr,
+        "-k",
+        &key("admin"),
+    ]);
+    run(&[
+        "contract",
+        "call",
+        "token",
+        "init",
+        "--node",
+        &addr,
+        "-k",
+        &key("admin"),
+    ]);
+    let genesis = Genesis::decode(&std::fs::read(dir.path().join("genesis.bin")).expect("genesis"))
+        .expect("decode");
+    let load_key =
+        |who: &str| SigningKey::from_pem(&std::fs::read(key(who)).expect("key")).expect("pem");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
 
     // Sustained load: mints from the admin (independent keys per nonce), recording receipts.
     let committed = rt.block_on(async {
         let mut c = Client::connect(&addr).await.expect("connect");
         let admin_key = load_key("admin");
-        let member = c.member(&admin_key.public_key().to_sec1()).await.expect("m").expect("admin");
-        let signer = Signer { key: admin_key, channel: genesis.channel.clone(), member };
+        let member = c
+            .member(&admin_key.public_key().to_sec1())
+            .await
+            .expect("m")
+            .expect("admin");
+        let signer = Signer {
+            key: admin_key,
+            channel: genesis.channel.clone(),
+            member,
+        };
         let alice = bpu_ledger::client::nonce().to_le_bytes(); // any 32-byte id works
         let mut to = [0u8; 32];
         to[..8].copy_from_slice(&alice);
@@ -160,7 +265,9 @@ fn kill_9_under_load_loses_no_committed_block() {
                 n += 1;
                 let mut args = to.to_vec();
                 args.extend(1u64.to_le_bytes());
-                let tx = signer.sign("token", None, "mint", args, 1_000 + n).expect("sign");
+                let tx = signer
+                    .sign("token", None, "mint", args, 1_000 + n)
+                    .expect("sign");
                 ids.push(c.submit(&tx).await.expect("submit"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -177,12 +284,16 @@ fn kill_9_under_load_loses_no_committed_block() {
             .map(|i| {
                 let mut args = to.to_vec();
                 args.extend(1u64.to_le_bytes());
-                signer.sign("token", None, "mint", args, 900_000 + i).expect("sign")
+                signer
+                    .sign("token", None, "mint", args, 900_000 + i)
+                    .expect("sign")
             })
             .collect();
         let addr2 = addr.clone();
         let bg = tokio::spawn(async move {
-            let Ok(mut c) = Client::connect(&addr2).await else { return };
+            let Ok(mut c) = Client::connect(&addr2).await else {
+                return;
+            };
             for tx in more {
                 if c.submit(&tx).await.is_err() {
                     return;
@@ -193,7 +304,11 @@ fn kill_9_under_load_loses_no_committed_block() {
         (committed, bg)
     });
     let (committed, bg) = committed;
-    assert!(committed.len() > 50, "the load committed {} transactions", committed.len());
+    assert!(
+        committed.len() > 50,
+        "the load committed {} transactions",
+        committed.len()
+    );
     // SIGKILL: no chance to flush or close anything.
     net.child.kill().expect("kill -9");
     net.child.wait().expect("reap");
@@ -211,8 +326,10 @@ fn kill_9_under_load_loses_no_committed_block() {
                 TxState::Committed(again) => assert_eq!(&again, r),
                 other => panic!("committed transaction lost after kill -9: {other:?}"),
             }
-            assert_eq!(r.status, TxStatus::Valid);
         }
+        // Mints all write the supply, so those endorsed on the same state conflict: at least
+        // one per block is valid.
+        assert!(committed.iter().any(|r| r.status == TxStatus::Valid));
         // The chain links from block 0 to the tip.
         let info = c.info().await.expect("info");
         let mut prev = None;

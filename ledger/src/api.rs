@@ -133,29 +133,49 @@ impl EventRecord {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// First message on a connection.
-    Hello { protocol: u32 },
+    Hello {
+        protocol: u32,
+    },
     Info,
     /// The membership index of a public key (SEC1).
-    Member { key: Vec<u8> },
+    Member {
+        key: Vec<u8>,
+    },
     /// An encoded, signed [`crate::Transaction`].
-    Submit { tx: Vec<u8> },
-    Status { id: [u8; 32] },
+    Submit {
+        tx: Vec<u8>,
+    },
+    Status {
+        id: [u8; 32],
+    },
     /// A signed transaction run read-only on current state (never ordered); needs the reader
     /// role.
-    Query { tx: Vec<u8> },
-    Block { height: u64 },
-    Tx { id: [u8; 32] },
+    Query {
+        tx: Vec<u8>,
+    },
+    Block {
+        height: u64,
+    },
+    Tx {
+        id: [u8; 32],
+    },
     /// Streams [`Response::Event`] from `from` on, then live, until the client hangs up.
-    Subscribe { from: Cursor },
+    Subscribe {
+        from: Cursor,
+    },
 }
 
 /// A node's answer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Response {
-    Hello { protocol: u32 },
+    Hello {
+        protocol: u32,
+    },
     Info(NodeInfo),
     Member(Option<u32>),
-    Submitted { id: [u8; 32] },
+    Submitted {
+        id: [u8; 32],
+    },
     Rejected(Rejection),
     Status(TxState),
     Query(Vec<u8>),

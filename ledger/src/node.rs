@@ -42,7 +42,9 @@ pub enum NodeError {
     NotValidator(String),
     #[error("the data directory holds channel {found:?} from another genesis (hash {hash}); use an empty directory or the matching genesis")]
     OtherGenesis { found: String, hash: String },
-    #[error("stored block {height} does not extend the chain ({what}); the data directory is damaged")]
+    #[error(
+        "stored block {height} does not extend the chain ({what}); the data directory is damaged"
+    )]
     BrokenChain { height: u64, what: String },
     #[error("the state is at height {state}, beyond the last stored block {blocks}; the data directory is damaged")]
     StateAhead { state: u64, blocks: u64 },
@@ -214,7 +216,11 @@ impl Node {
             node: self.inner.me,
             backend: self.inner.crypto.backend_name(),
             pending: self.inner.pending.lock().len() as u64,
-            committed_txs: self.inner.counters.committed_txs.load(AtomicOrdering::Relaxed),
+            committed_txs: self
+                .inner
+                .counters
+                .committed_txs
+                .load(AtomicOrdering::Relaxed),
         }
     }
 
@@ -579,7 +585,9 @@ struct NsReader<'a> {
 
 impl StateReader for NsReader<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<(Vec<u8>, StateVersion)>, String> {
-        self.state.get(self.contract, key).map_err(|e| e.to_string())
+        self.state
+            .get(self.contract, key)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -809,6 +817,10 @@ async fn commit(inner: &Arc<Inner>, block: &mut Block) -> Result<(), NodeError> 
     Ok(())
 }
 
+/// Where a transaction's signature checks sit in the block's verification batch: its own, and
+/// (endorser, index) for each endorsement by a validator.
+type SigChecks = (usize, Vec<(u32, usize)>);
+
 /// Decides every transaction's status: membership and role, replay, signatures and the
 /// endorsement policy (one batched verification for the whole block), then MVCC in block order.
 async fn validate(
@@ -819,8 +831,7 @@ async fn validate(
     let n = block.txs.len();
     let mut status = vec![TxStatus::Pending; n];
     let mut reqs: Vec<VerifyRequest> = Vec::with_capacity(n * 2);
-    // For each transaction: index of its own signature check, and of its endorsements'.
-    let mut checks: Vec<Option<(usize, Vec<(u32, usize)>)>> = Vec::with_capacity(n);
+    let mut checks: Vec<Option<SigChecks>> = Vec::with_capacity(n);
     let mut seen = HashSet::with_capacity(n);
     for (i, t) in block.txs.iter().enumerate() {
         let b = &t.tx.body;

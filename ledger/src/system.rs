@@ -283,6 +283,10 @@ pub fn genesis_writes(g: &crate::Genesis) -> Vec<(String, Vec<u8>, Vec<u8>)> {
             MEMBERS_KEY.to_vec(),
             encode(&g.membership),
         ),
-        (MEMBERSHIP.to_string(), PARAMS_KEY.to_vec(), encode(&g.params)),
+        (
+            MEMBERSHIP.to_string(),
+            PARAMS_KEY.to_vec(),
+            encode(&g.params),
+        ),
     ]
 }

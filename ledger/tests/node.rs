@@ -28,65 +28,139 @@ async fn token_flow_double_spend_and_rejections() {
     deploy_token(&mut c, &keys).await;
 
     // Mint 100 to alice; a non-owner cannot mint (reverts at endorsement).
-    let r = call(&mut c, &keys.signer(ADMIN), "token", "mint", to_amount(&keys.id(ALICE), 100), 3).await;
+    let r = call(
+        &mut c,
+        &keys.signer(ADMIN),
+        "token",
+        "mint",
+        to_amount(&keys.id(ALICE), 100),
+        3,
+    )
+    .await;
     assert_eq!(r.status, TxStatus::Valid);
     let bad_mint = keys
         .signer(ALICE)
         .sign("token", None, "mint", to_amount(&keys.id(ALICE), 5), 4)
         .expect("sign");
-    assert!(matches!(rejected(c.submit(&bad_mint).await), Rejection::Reverted(_)));
+    assert!(matches!(
+        rejected(c.submit(&bad_mint).await),
+        Rejection::Reverted(_)
+    ));
     assert_eq!(balance(&mut c, &keys, ALICE).await, 100);
 
     // Two transfers spending the same 100, endorsed on the same state, in one block.
     let alice = keys.signer(ALICE);
-    let t1 = alice.sign("token", None, "transfer", to_amount(&keys.id(BOB), 100), 10).expect("sign");
-    let t2 = alice.sign("token", None, "transfer", to_amount(&keys.id(BOB), 100), 11).expect("sign");
+    let t1 = alice
+        .sign("token", None, "transfer", to_amount(&keys.id(BOB), 100), 10)
+        .expect("sign");
+    let t2 = alice
+        .sign("token", None, "transfer", to_amount(&keys.id(BOB), 100), 11)
+        .expect("sign");
     let id1 = c.submit(&t1).await.expect("t1 accepted");
     let id2 = c.submit(&t2).await.expect("t2 accepted");
-    let r1 = c.wait(&id1, Duration::from_secs(10)).await.expect("t1 commits");
-    let r2 = c.wait(&id2, Duration::from_secs(10)).await.expect("t2 commits");
+    let r1 = c
+        .wait(&id1, Duration::from_secs(10))
+        .await
+        .expect("t1 commits");
+    let r2 = c
+        .wait(&id2, Duration::from_secs(10))
+        .await
+        .expect("t2 commits");
     assert_eq!(r1.height, r2.height, "both in one block");
     let statuses = [r1.status, r2.status];
-    assert_eq!(statuses.iter().filter(|s| **s == TxStatus::Valid).count(), 1, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == TxStatus::Valid).count(),
+        1,
+        "{statuses:?}"
+    );
     assert!(statuses.contains(&TxStatus::MvccConflict), "{statuses:?}");
     assert_eq!(balance(&mut c, &keys, ALICE).await, 0);
     assert_eq!(balance(&mut c, &keys, BOB).await, 100);
 
     // Replay of a committed transaction, and of one still pending.
-    assert!(matches!(rejected(c.submit(&t1).await), Rejection::Replay(_)));
+    assert!(matches!(
+        rejected(c.submit(&t1).await),
+        Rejection::Replay(_)
+    ));
     let bob = keys.signer(BOB);
-    let t3 = bob.sign("token", None, "transfer", to_amount(&keys.id(ALICE), 1), 12).expect("sign");
+    let t3 = bob
+        .sign("token", None, "transfer", to_amount(&keys.id(ALICE), 1), 12)
+        .expect("sign");
     let id3 = c.submit(&t3).await.expect("t3");
-    assert!(matches!(rejected(c.submit(&t3).await), Rejection::Replay(_)));
-    c.wait(&id3, Duration::from_secs(10)).await.expect("t3 commits");
+    assert!(matches!(
+        rejected(c.submit(&t3).await),
+        Rejection::Replay(_)
+    ));
+    c.wait(&id3, Duration::from_secs(10))
+        .await
+        .expect("t3 commits");
 
     // Bad signature, unknown member, wrong role, wrong channel, malformed bytes.
-    let mut forged = bob.sign("token", None, "transfer", to_amount(&keys.id(BOB), 1), 13).expect("sign");
+    let mut forged = bob
+        .sign("token", None, "transfer", to_amount(&keys.id(BOB), 1), 13)
+        .expect("sign");
     forged.sig.s[31] ^= 1;
     assert_eq!(rejected(c.submit(&forged).await), Rejection::BadSignature);
     let mut stranger = keys.signer(BOB);
     stranger.member = 77;
-    let tx = stranger.sign("token", None, "balance", vec![], 14).expect("sign");
+    let tx = stranger
+        .sign("token", None, "balance", vec![], 14)
+        .expect("sign");
     assert_eq!(rejected(c.submit(&tx).await), Rejection::UnknownMember(77));
-    let tx = keys.signer(CAROL).sign("token", None, "transfer", to_amount(&keys.id(BOB), 1), 15).expect("sign");
-    assert!(matches!(rejected(c.submit(&tx).await), Rejection::WrongRole { member: CAROL, .. }));
-    let tx = alice.sign(system::LIFECYCLE, None, "activate", vec![], 16).expect("sign");
-    assert!(matches!(rejected(c.submit(&tx).await), Rejection::WrongRole { member: ALICE, .. }));
+    let tx = keys
+        .signer(CAROL)
+        .sign("token", None, "transfer", to_amount(&keys.id(BOB), 1), 15)
+        .expect("sign");
+    assert!(matches!(
+        rejected(c.submit(&tx).await),
+        Rejection::WrongRole { member: CAROL, .. }
+    ));
+    let tx = alice
+        .sign(system::LIFECYCLE, None, "activate", vec![], 16)
+        .expect("sign");
+    assert!(matches!(
+        rejected(c.submit(&tx).await),
+        Rejection::WrongRole { member: ALICE, .. }
+    ));
     let mut other = keys.signer(ALICE);
     other.channel = "other".into();
-    let tx = other.sign("token", None, "balance", vec![], 17).expect("sign");
-    assert!(matches!(rejected(c.submit(&tx).await), Rejection::WrongChannel { .. }));
-    let good = alice.sign("token", None, "balance", vec![], 18).expect("sign");
+    let tx = other
+        .sign("token", None, "balance", vec![], 17)
+        .expect("sign");
+    assert!(matches!(
+        rejected(c.submit(&tx).await),
+        Rejection::WrongChannel { .. }
+    ));
+    let good = alice
+        .sign("token", None, "balance", vec![], 18)
+        .expect("sign");
     let mut junk = good.encode();
     junk.truncate(junk.len() - 3);
-    assert!(matches!(rejected(c.submit_bytes(&junk).await), Rejection::Malformed(_)));
+    assert!(matches!(
+        rejected(c.submit_bytes(&junk).await),
+        Rejection::Malformed(_)
+    ));
     let mut trailing = good.encode();
     trailing.push(0);
-    assert!(matches!(rejected(c.submit_bytes(&trailing).await), Rejection::Malformed(_)));
-    assert!(matches!(rejected(c.submit_bytes(&[0xff; 40]).await), Rejection::Malformed(_)));
+    assert!(matches!(
+        rejected(c.submit_bytes(&trailing).await),
+        Rejection::Malformed(_)
+    ));
+    assert!(matches!(
+        rejected(c.submit_bytes(&[0xff; 40]).await),
+        Rejection::Malformed(_)
+    ));
 
     // The node keeps serving, and its state is exactly the replay of its blocks.
-    let r = call(&mut c, &alice, "token", "transfer", to_amount(&keys.id(BOB), 1), 19).await;
+    let r = call(
+        &mut c,
+        &alice,
+        "token",
+        "transfer",
+        to_amount(&keys.id(BOB), 1),
+        19,
+    )
+    .await;
     assert_eq!(r.status, TxStatus::Valid);
     let info = c.info().await.expect("info");
     assert_eq!(info.height, node.tip().height);
@@ -136,25 +210,52 @@ async fn versioned_deployment_and_membership_changes() {
         })
         .expect("encode")
     };
-    let r = call(&mut c, &admin, system::LIFECYCLE, "install", install(false), 4).await;
-    assert_eq!((r.status, r.response.as_slice()), (TxStatus::Valid, &2u32.to_le_bytes()[..]));
+    let r = call(
+        &mut c,
+        &admin,
+        system::LIFECYCLE,
+        "install",
+        install(false),
+        4,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.response.as_slice()),
+        (TxStatus::Valid, &2u32.to_le_bytes()[..])
+    );
     let q = |v: Option<u32>, n| {
         keys.signer(CAROL)
             .sign("token", v, "balance", keys.id(ALICE).to_vec(), n)
             .expect("sign")
     };
     assert_eq!(c.query(&q(None, 1)).await.expect("v1"), 7u64.to_le_bytes());
-    assert_eq!(c.query(&q(Some(2), 2)).await.expect("v2"), 7u64.to_le_bytes());
+    assert_eq!(
+        c.query(&q(Some(2), 2)).await.expect("v2"),
+        7u64.to_le_bytes()
+    );
     assert!(matches!(
         c.query(&q(Some(3), 3)).await,
         Err(ClientError::Rejected(Rejection::UnknownContract(_)))
     ));
-    let act = postcard::to_allocvec(&system::ActivateArgs { name: "token".into(), version: 2 }).expect("enc");
+    let act = postcard::to_allocvec(&system::ActivateArgs {
+        name: "token".into(),
+        version: 2,
+    })
+    .expect("enc");
     let r = call(&mut c, &admin, system::LIFECYCLE, "activate", act, 5).await;
     assert_eq!(r.status, TxStatus::Valid);
-    let bad = postcard::to_allocvec(&system::ActivateArgs { name: "token".into(), version: 9 }).expect("enc");
-    let tx = admin.sign(system::LIFECYCLE, None, "activate", bad, 6).expect("sign");
-    assert!(matches!(rejected(c.submit(&tx).await), Rejection::Reverted(_)));
+    let bad = postcard::to_allocvec(&system::ActivateArgs {
+        name: "token".into(),
+        version: 9,
+    })
+    .expect("enc");
+    let tx = admin
+        .sign(system::LIFECYCLE, None, "activate", bad, 6)
+        .expect("sign");
+    assert!(matches!(
+        rejected(c.submit(&tx).await),
+        Rejection::Reverted(_)
+    ));
 
     // Membership: a new writer can transact once added; revoked, it is refused.
     let dave = bpu_runtime::SigningKey::generate().expect("key");
@@ -168,19 +269,54 @@ async fn versioned_deployment_and_membership_changes() {
     let r = call(&mut c, &admin, system::MEMBERSHIP, "add_member", add, 7).await;
     assert_eq!(r.status, TxStatus::Valid);
     let index = u32::from_le_bytes(r.response.as_slice().try_into().expect("u32"));
-    assert_eq!(c.member(&dave.public_key().to_sec1()).await.expect("member"), Some(index));
-    let dave_s = bpu_ledger::client::Signer { key: dave, channel: CHANNEL.into(), member: index };
-    let r = call(&mut c, &dave_s, "token", "transfer", to_amount(&keys.id(BOB), 0), 8).await;
+    assert_eq!(
+        c.member(&dave.public_key().to_sec1())
+            .await
+            .expect("member"),
+        Some(index)
+    );
+    let dave_s = bpu_ledger::client::Signer {
+        key: dave,
+        channel: CHANNEL.into(),
+        member: index,
+    };
+    let r = call(
+        &mut c,
+        &dave_s,
+        "token",
+        "transfer",
+        to_amount(&keys.id(BOB), 0),
+        8,
+    )
+    .await;
     assert_ne!(r.status, TxStatus::Pending);
-    let revoke = postcard::to_allocvec(&system::SetRolesArgs { member: index, roles: 0 }).expect("enc");
+    let revoke = postcard::to_allocvec(&system::SetRolesArgs {
+        member: index,
+        roles: 0,
+    })
+    .expect("enc");
     let r = call(&mut c, &admin, system::MEMBERSHIP, "set_roles", revoke, 9).await;
     assert_eq!(r.status, TxStatus::Valid);
-    let tx = dave_s.sign("token", None, "transfer", to_amount(&keys.id(BOB), 0), 10).expect("sign");
-    assert!(matches!(rejected(c.submit(&tx).await), Rejection::WrongRole { .. }));
+    let tx = dave_s
+        .sign("token", None, "transfer", to_amount(&keys.id(BOB), 0), 10)
+        .expect("sign");
+    assert!(matches!(
+        rejected(c.submit(&tx).await),
+        Rejection::WrongRole { .. }
+    ));
     // The last admin cannot be removed.
-    let r = postcard::to_allocvec(&system::SetRolesArgs { member: ADMIN, roles: bpu_ledger::Role::Reader as u8 }).expect("enc");
-    let tx = admin.sign(system::MEMBERSHIP, None, "set_roles", r, 11).expect("sign");
-    assert!(matches!(rejected(c.submit(&tx).await), Rejection::Reverted(_)));
+    let r = postcard::to_allocvec(&system::SetRolesArgs {
+        member: ADMIN,
+        roles: bpu_ledger::Role::Reader as u8,
+    })
+    .expect("enc");
+    let tx = admin
+        .sign(system::MEMBERSHIP, None, "set_roles", r, 11)
+        .expect("sign");
+    assert!(matches!(
+        rejected(c.submit(&tx).await),
+        Rejection::Reverted(_)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,12 +330,24 @@ async fn events_resume_from_cursor_exactly_once() {
     // 40 mints, each emitting one event. Every mint writes the total supply, so mints endorsed
     // on the same state conflict (MVCC): each waits for the previous one's commit.
     for n in 0..40u64 {
-        let r = call(&mut c, &admin, "token", "mint", to_amount(&keys.id(BOB), n + 1), 100 + n).await;
+        let r = call(
+            &mut c,
+            &admin,
+            "token",
+            "mint",
+            to_amount(&keys.id(BOB), n + 1),
+            100 + n,
+        )
+        .await;
         assert_eq!(r.status, TxStatus::Valid);
     }
     // Read 13 records, drop the subscription, resume from its cursor, read the rest.
     let mut seen = Vec::new();
-    let mut sub = client(&addr).await.subscribe(Cursor::default()).await.expect("subscribe");
+    let mut sub = client(&addr)
+        .await
+        .subscribe(Cursor::default())
+        .await
+        .expect("subscribe");
     for _ in 0..13 {
         seen.push(sub.next().await.expect("event"));
     }
@@ -207,10 +355,22 @@ async fn events_resume_from_cursor_exactly_once() {
     drop(sub);
     // More commits while unsubscribed.
     for n in 40..45u64 {
-        let r = call(&mut c, &admin, "token", "mint", to_amount(&keys.id(BOB), n + 1), 100 + n).await;
+        let r = call(
+            &mut c,
+            &admin,
+            "token",
+            "mint",
+            to_amount(&keys.id(BOB), n + 1),
+            100 + n,
+        )
+        .await;
         assert_eq!(r.status, TxStatus::Valid);
     }
-    let mut sub = client(&addr).await.subscribe(cursor).await.expect("resubscribe");
+    let mut sub = client(&addr)
+        .await
+        .subscribe(cursor)
+        .await
+        .expect("resubscribe");
     while seen.len() < 45 {
         let r = tokio::time::timeout(Duration::from_secs(10), sub.next())
             .await
@@ -220,12 +380,21 @@ async fn events_resume_from_cursor_exactly_once() {
     }
     // Exactly once, in commit order: strictly increasing (height, index), one per mint (+init).
     for w in seen.windows(2) {
-        assert!((w[0].height, w[0].index) < (w[1].height, w[1].index), "order or duplicate");
+        assert!(
+            (w[0].height, w[0].index) < (w[1].height, w[1].index),
+            "order or duplicate"
+        );
     }
-    let mint_events = seen.iter().flat_map(|r| &r.events).filter(|e| e.name == "Mint").count();
+    let mint_events = seen
+        .iter()
+        .flat_map(|r| &r.events)
+        .filter(|e| e.name == "Mint")
+        .count();
     assert_eq!(mint_events, 45, "{seen:?}");
     // Nothing more is pending.
-    assert!(tokio::time::timeout(Duration::from_millis(300), sub.next()).await.is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(300), sub.next())
+        .await
+        .is_err());
 }
 
 #[test]
@@ -245,7 +414,15 @@ fn restart_recovers_and_state_equals_replay() {
         deploy_token(&mut c, &keys).await;
         let admin = keys.signer(ADMIN);
         for n in 0..12u64 {
-            call(&mut c, &admin, "token", "mint", to_amount(&keys.id(ALICE), 1), 50 + n).await;
+            call(
+                &mut c,
+                &admin,
+                "token",
+                "mint",
+                to_amount(&keys.id(ALICE), 1),
+                50 + n,
+            )
+            .await;
         }
         (node.tip(), node.state().digest())
     });
@@ -256,7 +433,15 @@ fn restart_recovers_and_state_equals_replay() {
         assert_eq!(node.state().digest(), digest1);
         let mut c = client(&addr).await;
         assert_eq!(balance(&mut c, &keys, ALICE).await, 12);
-        let r = call(&mut c, &keys.signer(ALICE), "token", "transfer", to_amount(&keys.id(BOB), 2), 99).await;
+        let r = call(
+            &mut c,
+            &keys.signer(ALICE),
+            "token",
+            "transfer",
+            to_amount(&keys.id(BOB), 2),
+            99,
+        )
+        .await;
         assert_eq!(r.status, TxStatus::Valid);
         assert_eq!(r.height, tip1.height + 1);
     });
@@ -265,7 +450,8 @@ fn restart_recovers_and_state_equals_replay() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let tip = store.height().expect("h").expect("blocks");
     let last = store.get(tip).expect("get").expect("block");
-    let replayed = replay_digest(&keys.genesis(), &store, &scratch.path().join("replay")).expect("replay");
+    let replayed =
+        replay_digest(&keys.genesis(), &store, &scratch.path().join("replay")).expect("replay");
     let state = bpu_runtime::state::StateService::open(&dir.path().join("state")).expect("state");
     assert_eq!(replayed, state.digest());
     assert_eq!(state.height(), Some(last.header.height));
@@ -277,19 +463,26 @@ fn restart_recovers_and_state_equals_replay() {
         bpu_ledger::node::Node::start(bpu_ledger::node::NodeConfig {
             data_dir: dir.path().to_path_buf(),
             genesis: other.genesis(),
-            key: bpu_runtime::SigningKey::from_pem(other.node.to_pem().expect("pem").as_bytes()).expect("key"),
+            key: bpu_runtime::SigningKey::from_pem(other.node.to_pem().expect("pem").as_bytes())
+                .expect("key"),
             crypto: bpu_runtime::CryptoService::cpu(),
             cutter: None,
         })
         .await
         .err()
     });
-    assert!(matches!(err, Some(bpu_ledger::node::NodeError::OtherGenesis { .. })), "{err:?}");
+    assert!(
+        matches!(err, Some(bpu_ledger::node::NodeError::OtherGenesis { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn transaction_bytes_round_trip() {
     let keys = Keys::new();
-    let tx = keys.signer(ALICE).sign("token", Some(3), "balance", vec![1, 2], 5).expect("sign");
+    let tx = keys
+        .signer(ALICE)
+        .sign("token", Some(3), "balance", vec![1, 2], 5)
+        .expect("sign");
     assert_eq!(Transaction::decode(&bytes(&tx)).expect("decode"), tx);
 }

@@ -442,11 +442,22 @@ mod tests {
         assert_eq!(k.public_key(), k2.public_key());
         let digest = [7u8; 32];
         let sig = k2.sign_digest(&digest).expect("sign");
-        assert!(cpu_verify(&VerifyRequest::new(&k.public_key(), &sig, digest)));
+        assert!(cpu_verify(&VerifyRequest::new(
+            &k.public_key(),
+            &sig,
+            digest
+        )));
         let mut other = digest;
         other[0] ^= 1;
-        assert!(!cpu_verify(&VerifyRequest::new(&k.public_key(), &sig, other)));
-        assert!(SigningKey::from_pem(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
+        assert!(!cpu_verify(&VerifyRequest::new(
+            &k.public_key(),
+            &sig,
+            other
+        )));
+        assert!(SigningKey::from_pem(
+            b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
+        )
+        .is_err());
     }
 
     #[test]

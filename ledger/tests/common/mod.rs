@@ -108,12 +108,7 @@ pub fn cutter(max_txs: usize, timeout_ms: u64) -> CutterConfig {
 }
 
 /// Starts a node in `dir` and serves it on an ephemeral loopback port.
-pub async fn start(
-    dir: &Path,
-    keys: &Keys,
-    device: &str,
-    cutter: CutterConfig,
-) -> (Node, String) {
+pub async fn start(dir: &Path, keys: &Keys, device: &str, cutter: CutterConfig) -> (Node, String) {
     let node = Node::start(NodeConfig {
         data_dir: dir.to_path_buf(),
         genesis: keys.genesis(),
@@ -142,9 +137,7 @@ pub async fn call(
     args: Vec<u8>,
     nonce: u64,
 ) -> Receipt {
-    let tx = s
-        .sign(contract, None, method, args, nonce)
-        .expect("sign");
+    let tx = s.sign(contract, None, method, args, nonce).expect("sign");
     let id = c.submit(&tx).await.expect("submit accepted");
     c.wait(&id, Duration::from_secs(30)).await.expect("commits")
 }
@@ -157,7 +150,15 @@ pub async fn deploy_token(c: &mut Client, keys: &Keys) {
         activate: true,
     })
     .expect("encode");
-    let r = call(c, &keys.signer(ADMIN), system::LIFECYCLE, "install", args, 1).await;
+    let r = call(
+        c,
+        &keys.signer(ADMIN),
+        system::LIFECYCLE,
+        "install",
+        args,
+        1,
+    )
+    .await;
     assert_eq!(r.status, bpu_ledger::format::TxStatus::Valid, "{r:?}");
     assert_eq!(r.response, 1u32.to_le_bytes());
     let r = call(c, &keys.signer(ADMIN), "token", "init", vec![], 2).await;

@@ -12,7 +12,12 @@ pub fn dir() -> &'static Path {
     DIR.get_or_init(|| {
         let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("contracts-{}", env!("CARGO_CRATE_NAME")));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts/build.sh");
+        // The crate is the workspace root or one of its members.
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|d| d.join("contracts/build.sh"))
+            .find(|p| p.exists())
+            .expect("contracts/build.sh above the crate");
         let status = Command::new("bash")
             .arg(&script)
             .arg(&out)
@@ -23,12 +28,14 @@ pub fn dir() -> &'static Path {
     })
 }
 
+#[allow(dead_code)]
 /// The path of the built program `name` (e.g. "token", "tests/probe", "tests/qemu/sha256").
 pub fn path(name: &str) -> PathBuf {
     dir().join(format!("{name}.elf"))
 }
 
 /// The ELF bytes of the built program `name`.
+#[allow(dead_code)]
 pub fn elf(name: &str) -> Vec<u8> {
     let p = path(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
