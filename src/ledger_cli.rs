@@ -402,6 +402,7 @@ async fn start_node(cfg: &NodeFile, base: &Path) -> Result<(Node, std::net::Sock
         key,
         crypto,
         cutter: Some(cutter),
+        clock: None,
     })
     .await?;
     let addr = bpu_ledger::server::spawn(node.clone(), &cfg.listen)

@@ -11,7 +11,7 @@ use crate::format::{
     Transaction, TxStatus, Wire, Write, VERSION,
 };
 use crate::membership::{ChannelParams, Genesis, Membership, Role};
-use crate::order::{now_ms, CutterConfig, Ordered, Ordering, SoloOrderer, Tip};
+use crate::order::{system_clock, Clock, CutterConfig, Ordered, Ordering, SoloOrderer, Tip};
 use crate::store::{BlockStore, StoreError};
 use crate::system::{self, ContractMeta};
 use bpu_runtime::contract::{
@@ -65,6 +65,8 @@ pub struct NodeConfig {
     pub crypto: CryptoService,
     /// Block cutter; `None` takes the channel parameters.
     pub cutter: Option<CutterConfig>,
+    /// Block and call times; `None` is the system clock.
+    pub clock: Option<Clock>,
 }
 
 /// Counters since start.
@@ -105,6 +107,7 @@ struct Inner {
     pending: Mutex<HashSet<[u8; 32]>>,
     orderer: Arc<dyn Ordering>,
     tip: watch::Sender<Tip>,
+    clock: Clock,
     counters: Counters,
 }
 
@@ -139,12 +142,14 @@ impl Node {
             .cutter
             .unwrap_or_else(|| CutterConfig::from_params(&params));
         let (block_tx, block_rx) = mpsc::channel(2);
+        let clock = cfg.clock.unwrap_or_else(system_clock);
         let orderer = SoloOrderer::start(
             genesis.channel.clone(),
             me,
             cutter,
             tip,
             cfg.crypto.clone(),
+            clock.clone(),
             block_tx,
         );
         let (tip_tx, _) = watch::channel(tip);
@@ -163,6 +168,7 @@ impl Node {
             pending: Mutex::new(HashSet::new()),
             orderer,
             tip: tip_tx,
+            clock,
             counters: Counters::default(),
         });
         tokio::spawn(commit_loop(inner.clone(), block_rx));
@@ -362,7 +368,7 @@ impl Node {
                 caller_key: &creator.key,
                 tx_id: tx.id().0,
                 height: tip.height + 1,
-                time_ms: now_ms().max(tip.time_ms),
+                time_ms: (inner.clock)().max(tip.time_ms),
                 method: &b.method,
                 args: &b.args,
                 gas_limit: GAS_LIMIT,

@@ -75,6 +75,15 @@ impl CutterConfig {
     }
 }
 
+/// Where block times come from: milliseconds since the Unix epoch ([`now_ms`] normally; tests
+/// inject a fixed clock to make blocks reproducible).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(now_ms)
+}
+
 /// The single orderer: one node cuts blocks from its queue.
 pub struct SoloOrderer {
     tx: mpsc::Sender<Ordered>,
@@ -91,11 +100,14 @@ impl SoloOrderer {
         cfg: CutterConfig,
         tip: Tip,
         crypto: CryptoService,
+        clock: Clock,
         out: mpsc::Sender<Block>,
     ) -> Arc<SoloOrderer> {
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
         let (tip_tx, tip_rx) = watch::channel(tip);
-        tokio::spawn(cutter(channel, proposer, cfg, rx, tip_rx, crypto, out));
+        tokio::spawn(cutter(
+            channel, proposer, cfg, rx, tip_rx, crypto, clock, out,
+        ));
         Arc::new(SoloOrderer {
             tx,
             tip: tip_tx,
@@ -128,6 +140,7 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn cutter(
     channel: String,
     proposer: u32,
@@ -135,6 +148,7 @@ async fn cutter(
     mut rx: mpsc::Receiver<Ordered>,
     mut tip_rx: watch::Receiver<Tip>,
     crypto: CryptoService,
+    clock: Clock,
     out: mpsc::Sender<Block>,
 ) {
     let mut carry: Option<Ordered> = None;
@@ -192,7 +206,7 @@ async fn cutter(
             prev_hash: tip.hash,
             tx_root: root.0,
             state_digest: tip.state_digest,
-            time_ms: now_ms().max(tip.time_ms),
+            time_ms: clock().max(tip.time_ms),
             proposer,
         };
         let block = Block {

@@ -467,6 +467,7 @@ fn restart_recovers_and_state_equals_replay() {
                 .expect("key"),
             crypto: bpu_runtime::CryptoService::cpu(),
             cutter: None,
+            clock: None,
         })
         .await
         .err()

@@ -109,12 +109,24 @@ pub fn cutter(max_txs: usize, timeout_ms: u64) -> CutterConfig {
 
 /// Starts a node in `dir` and serves it on an ephemeral loopback port.
 pub async fn start(dir: &Path, keys: &Keys, device: &str, cutter: CutterConfig) -> (Node, String) {
+    start_with_clock(dir, keys, device, cutter, None).await
+}
+
+/// [`start`] with a given clock.
+pub async fn start_with_clock(
+    dir: &Path,
+    keys: &Keys,
+    device: &str,
+    cutter: CutterConfig,
+    clock: Option<bpu_ledger::order::Clock>,
+) -> (Node, String) {
     let node = Node::start(NodeConfig {
         data_dir: dir.to_path_buf(),
         genesis: keys.genesis(),
         key: Keys::copy(&keys.node),
         crypto: CryptoService::open(device).expect("crypto service"),
         cutter: Some(cutter),
+        clock,
     })
     .await
     .expect("node starts");
