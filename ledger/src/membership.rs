@@ -42,7 +42,7 @@ impl Role {
 
 /// Most organizations and members in one membership.
 pub const MAX_ORGS: usize = 256;
-pub const MAX_MEMBERS: usize = 4096;
+pub const MAX_MEMBERS: usize = 1 << 16;
 
 /// An organization.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -120,6 +120,7 @@ impl Membership {
             }
         }
         let mut seen = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
         for m in &self.members {
             crate::format::check_name("member", &m.name, limits::NAME)?;
             if m.org as usize >= self.orgs.len() {
@@ -131,6 +132,12 @@ impl Membership {
             if m.key.len() != 65 || m.key[0] != 4 {
                 return Err(FormatError::Invalid(format!(
                     "member {}: keys are 65-byte uncompressed SEC1 points",
+                    m.name
+                )));
+            }
+            if !keys.insert(m.key.as_slice()) {
+                return Err(FormatError::Invalid(format!(
+                    "member {}: its key belongs to another member already",
                     m.name
                 )));
             }
@@ -194,7 +201,7 @@ impl Genesis {
 
 impl Wire for Genesis {
     const WHAT: &'static str = "genesis";
-    const MAX_BYTES: usize = 1 << 20;
+    const MAX_BYTES: usize = 8 << 20;
     fn validate(&self) -> Result<(), FormatError> {
         if self.version != VERSION {
             return Err(FormatError::Version(self.version));

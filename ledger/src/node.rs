@@ -598,12 +598,16 @@ impl StateReader for NsReader<'_> {
 }
 
 fn load_membership(state: &StateService) -> Result<Membership, NodeError> {
-    match state.get(system::MEMBERSHIP, system::MEMBERS_KEY)? {
-        Some((b, _)) => {
-            postcard::from_bytes(&b).map_err(|e| NodeError::Corrupt(format!("membership: {e}")))
-        }
-        None => Err(NodeError::Corrupt("no membership in state".into())),
-    }
+    let orgs = state
+        .get(system::MEMBERSHIP, system::ORGS_KEY)?
+        .map(|(b, _)| b);
+    let rows = state.scan(
+        system::MEMBERSHIP,
+        system::MEMBER_PREFIX,
+        crate::membership::MAX_MEMBERS,
+    )?;
+    system::membership_from_state(orgs, rows.into_iter().map(|(k, v, _)| (k, v)))
+        .map_err(|e| NodeError::Corrupt(format!("membership: {e}")))
 }
 
 /// The receipt of transaction `i` of a committed block.

@@ -3,8 +3,8 @@
 //! endorse → order → validate path as user contracts, with read/write sets in their own state
 //! namespaces, so every node applies them identically (spec: docs/contract-abi.md, "Deployment").
 
-use crate::format::{check_name, limits, FormatError};
-use crate::membership::{ChannelParams, Member, Membership, Org, Role};
+use crate::format::{check_name, limits};
+use crate::membership::{ChannelParams, Member, Membership, Org, Role, MAX_MEMBERS, MAX_ORGS};
 use bpu_runtime::StateVersion;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -13,8 +13,6 @@ use std::collections::BTreeMap;
 pub const LIFECYCLE: &str = "_lifecycle";
 /// Namespace and contract name of membership.
 pub const MEMBERSHIP: &str = "_membership";
-/// `_membership` key of the encoded [`Membership`].
-pub const MEMBERS_KEY: &[u8] = b"members";
 /// `_membership` key of the encoded [`ChannelParams`].
 pub const PARAMS_KEY: &[u8] = b"params";
 
@@ -212,47 +210,136 @@ fn user_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `_membership.<method>`.
+/// `_membership` key of member `index` (its [`Member`] record).
+pub fn member_key(index: u32) -> Vec<u8> {
+    let mut k = b"m/".to_vec();
+    k.extend(index.to_be_bytes());
+    k
+}
+
+/// `_membership` key prefix of member records.
+pub const MEMBER_PREFIX: &[u8] = b"m/";
+/// `_membership` key of the organizations (a `Vec<Org>`).
+pub const ORGS_KEY: &[u8] = b"orgs";
+/// `_membership` key of the member count (u32 LE).
+pub const COUNT_KEY: &[u8] = b"count";
+
+/// `_membership` key of the number of members holding `role` (u32 LE).
+fn role_count_key(role: Role) -> Vec<u8> {
+    format!("roles/{}", role.name()).into_bytes()
+}
+
+/// `_membership` key of the index holding a public key (uniqueness).
+fn key_index_key(key: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut k = b"key/".to_vec();
+    k.extend(sha2::Sha256::digest(key));
+    k
+}
+
+/// `_membership` key of the index holding (organization, name) (uniqueness).
+fn name_key(org: u32, name: &str) -> Vec<u8> {
+    let mut k = b"name/".to_vec();
+    k.extend(org.to_be_bytes());
+    k.extend(name.as_bytes());
+    k
+}
+
+fn read_u32(rw: &mut Rw<'_>, key: &[u8]) -> Result<u32, String> {
+    match rw.read(key)? {
+        None => Ok(0),
+        Some(b) => b
+            .as_slice()
+            .try_into()
+            .map(u32::from_le_bytes)
+            .map_err(|_| format!("corrupt counter {}", String::from_utf8_lossy(key))),
+    }
+}
+
+/// Adds `delta` to the count of members with each role in `roles`.
+fn count_roles(rw: &mut Rw<'_>, roles: u8, delta: i64) -> Result<(), String> {
+    for role in Role::ALL {
+        if roles & role as u8 != 0 {
+            let k = role_count_key(role);
+            let n = i64::from(read_u32(rw, &k)?) + delta;
+            let n = u32::try_from(n).map_err(|_| "role count out of range".to_string())?;
+            rw.write(k, n.to_le_bytes().to_vec());
+        }
+    }
+    Ok(())
+}
+
+/// Runs `_membership.<method>`. Each member is its own state entry, so a change writes a few
+/// small keys whatever the membership's size.
 pub fn membership(method: &str, raw: &[u8], get: Get<'_>) -> Result<SysOutcome, String> {
     let mut rw = Rw {
         get,
         reads: BTreeMap::new(),
         writes: BTreeMap::new(),
     };
-    let mut m: Membership = match rw.read(MEMBERS_KEY)? {
-        Some(b) => postcard::from_bytes(&b).map_err(|e| format!("corrupt membership: {e}"))?,
-        None => return Err("the channel has no membership record".into()),
-    };
-    let params: ChannelParams = match rw.read(PARAMS_KEY)? {
-        Some(b) => postcard::from_bytes(&b).map_err(|e| format!("corrupt parameters: {e}"))?,
-        None => return Err("the channel has no parameter record".into()),
-    };
     let index = match method {
         "add_member" => {
             let a: AddMemberArgs = args(raw)?;
-            let org = match m.orgs.iter().position(|o| o.name == a.org) {
-                Some(i) => i,
+            check_name("member", &a.name, limits::NAME).map_err(|e| e.to_string())?;
+            if a.key.len() != 65 || a.key[0] != 4 {
+                return Err("keys are 65-byte uncompressed SEC1 points".into());
+            }
+            if a.roles & !0x0f != 0 {
+                return Err(format!("bad roles {:#x}", a.roles));
+            }
+            let mut orgs: Vec<Org> = match rw.read(ORGS_KEY)? {
+                Some(b) => postcard::from_bytes(&b).map_err(|e| format!("corrupt orgs: {e}"))?,
+                None => Vec::new(),
+            };
+            let org = match orgs.iter().position(|o| o.name == a.org) {
+                Some(i) => i as u32,
                 None => {
-                    m.orgs.push(Org { name: a.org });
-                    m.orgs.len() - 1
+                    check_name("organization", &a.org, limits::NAME).map_err(|e| e.to_string())?;
+                    if orgs.len() >= MAX_ORGS {
+                        return Err(format!("already {MAX_ORGS} organizations"));
+                    }
+                    orgs.push(Org { name: a.org });
+                    rw.write(ORGS_KEY.to_vec(), encode(&orgs));
+                    (orgs.len() - 1) as u32
                 }
             };
-            m.members.push(Member {
-                org: org as u32,
+            let index = read_u32(&mut rw, COUNT_KEY)?;
+            if index as usize >= MAX_MEMBERS {
+                return Err(format!("already {MAX_MEMBERS} members"));
+            }
+            if rw.read(&key_index_key(&a.key))?.is_some() {
+                return Err("this key belongs to a member already".into());
+            }
+            if rw.read(&name_key(org, &a.name))?.is_some() {
+                return Err(format!("organization already has a member {}", a.name));
+            }
+            let m = Member {
+                org,
                 name: a.name,
                 key: a.key,
                 roles: a.roles,
-            });
-            m.members.len() - 1
+            };
+            rw.write(key_index_key(&m.key), index.to_le_bytes().to_vec());
+            rw.write(name_key(org, &m.name), index.to_le_bytes().to_vec());
+            rw.write(member_key(index), encode(&m));
+            rw.write(COUNT_KEY.to_vec(), (index + 1).to_le_bytes().to_vec());
+            count_roles(&mut rw, m.roles, 1)?;
+            index
         }
         "set_roles" => {
             let a: SetRolesArgs = args(raw)?;
-            let mem = m
-                .members
-                .get_mut(a.member as usize)
-                .ok_or_else(|| format!("no member {}", a.member))?;
-            mem.roles = a.roles;
-            a.member as usize
+            if a.roles & !0x0f != 0 {
+                return Err(format!("bad roles {:#x}", a.roles));
+            }
+            let mut m: Member = match rw.read(&member_key(a.member))? {
+                Some(b) => postcard::from_bytes(&b).map_err(|e| format!("corrupt member: {e}"))?,
+                None => return Err(format!("no member {}", a.member)),
+            };
+            count_roles(&mut rw, m.roles & !a.roles, -1)?;
+            count_roles(&mut rw, a.roles & !m.roles, 1)?;
+            m.roles = a.roles;
+            rw.write(member_key(a.member), encode(&m));
+            a.member
         }
         other => {
             return Err(format!(
@@ -260,33 +347,73 @@ pub fn membership(method: &str, raw: &[u8], get: Get<'_>) -> Result<SysOutcome, 
             ))
         }
     };
-    m.validate(true).map_err(|e: FormatError| e.to_string())?;
-    if m.with_role(Role::Admin).is_empty() {
+    let params: ChannelParams = match rw.read(PARAMS_KEY)? {
+        Some(b) => postcard::from_bytes(&b).map_err(|e| format!("corrupt parameters: {e}"))?,
+        None => return Err("the channel has no parameter record".into()),
+    };
+    if read_u32(&mut rw, &role_count_key(Role::Admin))? == 0 {
         return Err("the change would leave the channel without an admin".into());
     }
-    let validators = m.with_role(Role::Validator).len();
-    if validators < params.endorsements as usize {
+    let validators = read_u32(&mut rw, &role_count_key(Role::Validator))?;
+    if validators < params.endorsements {
         return Err(format!(
             "the change would leave {validators} validators, the endorsement policy needs {}",
             params.endorsements
         ));
     }
-    rw.write(MEMBERS_KEY.to_vec(), encode(&m));
-    Ok(rw.finish((index as u32).to_le_bytes().to_vec()))
+    Ok(rw.finish(index.to_le_bytes().to_vec()))
 }
 
-/// The state a channel starts with: its membership and parameters (committed at height 0).
+/// The state a channel starts with (committed at height 0): its parameters, organizations,
+/// one record per member, and the counters and uniqueness indexes `_membership` maintains.
 pub fn genesis_writes(g: &crate::Genesis) -> Vec<(String, Vec<u8>, Vec<u8>)> {
-    vec![
+    let m = &g.membership;
+    let mut w: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (PARAMS_KEY.to_vec(), encode(&g.params)),
+        (ORGS_KEY.to_vec(), encode(&m.orgs)),
         (
-            MEMBERSHIP.to_string(),
-            MEMBERS_KEY.to_vec(),
-            encode(&g.membership),
+            COUNT_KEY.to_vec(),
+            (m.members.len() as u32).to_le_bytes().to_vec(),
         ),
-        (
-            MEMBERSHIP.to_string(),
-            PARAMS_KEY.to_vec(),
-            encode(&g.params),
-        ),
-    ]
+    ];
+    for role in Role::ALL {
+        let n = m.with_role(role).len() as u32;
+        w.push((role_count_key(role), n.to_le_bytes().to_vec()));
+    }
+    for (i, mem) in m.members.iter().enumerate() {
+        let i = i as u32;
+        w.push((member_key(i), encode(mem)));
+        w.push((key_index_key(&mem.key), i.to_le_bytes().to_vec()));
+        w.push((name_key(mem.org, &mem.name), i.to_le_bytes().to_vec()));
+    }
+    w.into_iter()
+        .map(|(k, v)| (MEMBERSHIP.to_string(), k, v))
+        .collect()
+}
+
+/// Rebuilds the membership from `_membership` state: `orgs` and every `m/<index>` record,
+/// given by `scan` in key order.
+pub fn membership_from_state(
+    orgs: Option<Vec<u8>>,
+    members: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
+) -> Result<Membership, String> {
+    let orgs: Vec<Org> = match orgs {
+        Some(b) => postcard::from_bytes(&b).map_err(|e| format!("corrupt orgs: {e}"))?,
+        None => return Err("no organizations in state".into()),
+    };
+    let mut out = Membership {
+        orgs,
+        members: Vec::new(),
+    };
+    for (k, v) in members {
+        if k != member_key(out.members.len() as u32) {
+            return Err(format!(
+                "member records out of sequence at {}",
+                out.members.len()
+            ));
+        }
+        out.members
+            .push(postcard::from_bytes(&v).map_err(|e| format!("corrupt member: {e}"))?);
+    }
+    Ok(out)
 }

@@ -91,6 +91,10 @@ fn bad_genesis_is_rejected_with_a_reason() {
             Box::new(|g| g.membership.members[3].name = "alice".into()),
         ),
         (
+            "duplicate key",
+            Box::new(|g| g.membership.members[3].key = g.membership.members[2].key.clone()),
+        ),
+        (
             "no validators",
             Box::new(|g| g.membership.members[1].roles = Role::Reader as u8),
         ),

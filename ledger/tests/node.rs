@@ -269,6 +269,42 @@ async fn versioned_deployment_and_membership_changes() {
     let r = call(&mut c, &admin, system::MEMBERSHIP, "add_member", add, 7).await;
     assert_eq!(r.status, TxStatus::Valid);
     let index = u32::from_le_bytes(r.response.as_slice().try_into().expect("u32"));
+    assert_eq!(index, 5, "appended after the five genesis members");
+    // The same key, or the same name in the organization, cannot be added twice.
+    let again = |name: &str, key: Vec<u8>| {
+        postcard::to_allocvec(&system::AddMemberArgs {
+            org: "org2".into(),
+            name: name.into(),
+            key,
+            roles: bpu_ledger::Role::Reader as u8,
+        })
+        .expect("enc")
+    };
+    let tx = admin
+        .sign(
+            system::MEMBERSHIP,
+            None,
+            "add_member",
+            again("erin", dave.public_key().to_sec1().to_vec()),
+            70,
+        )
+        .expect("sign");
+    assert!(matches!(rejected(c.submit(&tx).await), Rejection::Reverted(m) if m.contains("key")));
+    let other_key = bpu_runtime::SigningKey::generate()
+        .expect("key")
+        .public_key()
+        .to_sec1()
+        .to_vec();
+    let tx = admin
+        .sign(
+            system::MEMBERSHIP,
+            None,
+            "add_member",
+            again("dave", other_key),
+            71,
+        )
+        .expect("sign");
+    assert!(matches!(rejected(c.submit(&tx).await), Rejection::Reverted(m) if m.contains("dave")));
     assert_eq!(
         c.member(&dave.public_key().to_sec1())
             .await
