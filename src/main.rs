@@ -151,6 +151,39 @@ enum BenchCmd {
     /// ECDSA P-256 verification: `openssl speed ecdsap256` on 1 and all cores, the CPU backend
     /// (AWS-LC) on 1 and all threads, and their ratios; device figures once its engine exists.
     Verify(BenchArgs),
+    /// The ledger node end to end (in this process, clients over TCP): validated-and-committed
+    /// token transfers per second, verification efficiency against `openssl speed` on all
+    /// cores (same run), latency p50/p99 at half of peak, block size and interval, contract
+    /// executions per second.
+    Ledger(LedgerBenchArgs),
+}
+
+#[derive(clap::Args)]
+struct LedgerBenchArgs {
+    /// Crypto backend of the node: `cpu`, `sim://…`, `vfio://…`.
+    #[arg(long, short, default_value = "cpu")]
+    device: String,
+    /// Token accounts (members with their own keys); transfers in flight never share one.
+    #[arg(long, default_value_t = 16_384)]
+    accounts: usize,
+    /// Transfers in the peak run.
+    #[arg(long, default_value_t = 60_000)]
+    transfers: usize,
+    /// The token contract (`contracts/build.sh` builds it).
+    #[arg(long, default_value = "contracts/build/token.elf")]
+    token: PathBuf,
+    /// Block cutter timeout in ms (the channel default is 2,000).
+    #[arg(long, default_value_t = 2_000)]
+    block_timeout_ms: u32,
+    /// Client connections submitting in parallel.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Print JSON instead of markdown.
+    #[arg(long)]
+    json: bool,
+    /// A small network and short runs, for a fast check.
+    #[arg(long)]
+    quick: bool,
 }
 
 #[derive(clap::Args)]
@@ -278,6 +311,36 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             };
             let report = bpu_bench::verify::run(&opts).map_err(anyhow::Error::msg)?;
             if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.markdown());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            which: BenchCmd::Ledger(a),
+        } => {
+            let progress = |s: &str| eprintln!("bench: {s}");
+            let opts = bpu_bench::ledger::Options {
+                device: a.device,
+                quick: a.quick,
+                accounts: if a.quick {
+                    a.accounts.min(1024)
+                } else {
+                    a.accounts
+                },
+                transfers: if a.quick {
+                    a.transfers.min(5_000)
+                } else {
+                    a.transfers
+                },
+                token_elf: a.token,
+                block_timeout_ms: a.block_timeout_ms,
+                connections: a.connections,
+                progress: &progress,
+            };
+            let report = bpu_bench::ledger::run(&opts).map_err(anyhow::Error::msg)?;
+            if a.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.markdown());

@@ -7,9 +7,11 @@
 //! Invariants: benchmarks check their results (a wrong digest is an error, not a number);
 //! assumptions (clock, instance counts) are printed next to every projection.
 //!
-//! Start reading at [`hash::run`] (SHA-256) or [`verify::run`] (ECDSA P-256).
+//! Start reading at [`hash::run`] (SHA-256), [`verify::run`] (ECDSA P-256) or [`ledger::run`]
+//! (the node end to end).
 
 pub mod hash;
+pub mod ledger;
 pub mod verify;
 pub mod verify_device;
 

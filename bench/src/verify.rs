@@ -183,7 +183,7 @@ fn check_all_valid(v: &[bool]) -> Result<(), String> {
 }
 
 /// Runs `openssl speed` on one core and with `-multi cores`.
-fn openssl_figures(seconds: u32, cores: usize) -> Result<OpensslFigures, String> {
+pub(crate) fn openssl_figures(seconds: u32, cores: usize) -> Result<OpensslFigures, String> {
     let version = std::process::Command::new("openssl")
         .arg("version")
         .output()
@@ -237,7 +237,7 @@ pub fn parse_openssl_speed(text: &str) -> Option<f64> {
         .next_back()
 }
 
-fn cpu_model() -> Option<String> {
+pub(crate) fn cpu_model() -> Option<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     info.lines()
         .find(|l| l.starts_with("model name"))

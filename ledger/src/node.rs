@@ -76,6 +76,9 @@ struct Counters {
     valid_txs: AtomicU64,
     blocks: AtomicU64,
     verifications: AtomicU64,
+    validate_us: AtomicU64,
+    store_us: AtomicU64,
+    state_us: AtomicU64,
 }
 
 /// Node metrics snapshot.
@@ -88,6 +91,12 @@ pub struct NodeMetrics {
     /// Signature verifications done (submission and validation).
     pub verifications: u64,
     pub pending: u64,
+    /// Time spent validating blocks (signatures, policy, MVCC), µs.
+    pub validate_us: u64,
+    /// Time spent appending blocks to the block store (with fsync), µs.
+    pub store_us: u64,
+    /// Time spent committing state (with fsync), µs.
+    pub state_us: u64,
 }
 
 struct Inner {
@@ -206,6 +215,9 @@ impl Node {
             blocks: l(&c.blocks),
             verifications: l(&c.verifications),
             pending: self.inner.pending.lock().len() as u64,
+            validate_us: l(&c.validate_us),
+            store_us: l(&c.store_us),
+            state_us: l(&c.state_us),
         }
     }
 
@@ -783,15 +795,27 @@ async fn commit(inner: &Arc<Inner>, block: &mut Block) -> Result<(), NodeError> 
         });
     }
     let membership = inner.membership.read().clone();
+    let t0 = std::time::Instant::now();
     block.status = validate(inner, block, &membership).await?;
+    let us = |t: std::time::Instant| t.elapsed().as_micros() as u64;
+    inner
+        .counters
+        .validate_us
+        .fetch_add(us(t0), AtomicOrdering::Relaxed);
     let bytes = block.encode();
     let writes = block_writes(block);
     let touches_membership = writes.iter().any(|w| w.contract == system::MEMBERSHIP);
     let inner2 = inner.clone();
     let block2 = block.clone();
     let digest = tokio::task::spawn_blocking(move || -> Result<[u8; 32], NodeError> {
+        let c = &inner2.counters;
+        let t = std::time::Instant::now();
         inner2.store.append(&block2, &bytes)?;
-        Ok(inner2.state.commit(h, &writes)?)
+        c.store_us.fetch_add(us(t), AtomicOrdering::Relaxed);
+        let t = std::time::Instant::now();
+        let d = inner2.state.commit(h, &writes)?;
+        c.state_us.fetch_add(us(t), AtomicOrdering::Relaxed);
+        Ok(d)
     })
     .await
     .map_err(|e| NodeError::Corrupt(format!("commit task: {e}")))??;
