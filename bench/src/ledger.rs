@@ -11,7 +11,7 @@
 
 use crate::verify::{openssl_figures, OpensslFigures};
 use bpu_ledger::client::{Client, Signer};
-use bpu_ledger::format::{Block, TxStatus, Wire};
+use bpu_ledger::format::{TxStatus, Wire};
 use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Role};
 use bpu_ledger::node::{Node, NodeConfig};
 use bpu_ledger::order::CutterConfig;
@@ -238,47 +238,42 @@ impl Tracker {
     }
 
     /// Follows the node's commits until `stop`.
-    async fn follow(&self, node: &Node, stop: Arc<AtomicU64>) {
-        let mut tip = node.watch_tip();
-        let mut next = node.tip().height + 1;
+    async fn follow(&self, node: &Node, stop: Arc<AtomicU64>) -> Result<(), String> {
+        let mut commits = node.subscribe_commits();
         loop {
-            while next <= node.tip().height {
-                let Ok(Some(bytes)) = node.block(next) else {
-                    break;
-                };
-                let now = self.now();
-                // Trusted local bytes: no need for the strict decoder's re-hashing here.
-                if let Ok(b) = postcard::from_bytes::<Block>(&bytes) {
-                    let mut mine = 0;
-                    for (t, s) in b.txs.iter().zip(&b.status) {
-                        if let Some(&i) = self.index.get(&t.tx.id().0) {
-                            self.valid[i]
-                                .store(u64::from(*s == TxStatus::Valid), Ordering::Relaxed);
-                            self.commit_ns[i].store(now, Ordering::Release);
-                            mine += 1;
-                        }
+            let c = match tokio::time::timeout(Duration::from_millis(20), commits.recv()).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(format!("following commits: {e}")),
+                Err(_) => {
+                    if stop.load(Ordering::Relaxed) != 0 {
+                        return Ok(());
                     }
-                    if mine > 0 {
-                        self.blocks.fetch_add(1, Ordering::Relaxed);
-                        self.block_bytes
-                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                        self.block_txs
-                            .fetch_add(b.txs.len() as u64, Ordering::Relaxed);
-                        let _ = self.first_commit_ns.compare_exchange(
-                            0,
-                            now,
-                            Ordering::Relaxed,
-                            Ordering::Relaxed,
-                        );
-                        self.last_commit_ns.store(now, Ordering::Relaxed);
-                    }
+                    continue;
                 }
-                next += 1;
+            };
+            let now = self.now();
+            let mut mine = 0;
+            for (id, s) in c.ids.iter().zip(&c.status) {
+                if let Some(&i) = self.index.get(id) {
+                    self.valid[i].store(u64::from(*s == TxStatus::Valid), Ordering::Relaxed);
+                    self.commit_ns[i].store(now, Ordering::Release);
+                    mine += 1;
+                }
             }
-            if stop.load(Ordering::Relaxed) != 0 {
-                return;
+            if mine > 0 {
+                self.blocks.fetch_add(1, Ordering::Relaxed);
+                self.block_bytes
+                    .fetch_add(c.bytes as u64, Ordering::Relaxed);
+                self.block_txs
+                    .fetch_add(c.ids.len() as u64, Ordering::Relaxed);
+                let _ = self.first_commit_ns.compare_exchange(
+                    0,
+                    now,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                self.last_commit_ns.store(now, Ordering::Relaxed);
             }
-            let _ = tokio::time::timeout(Duration::from_millis(20), tip.changed()).await;
         }
     }
 }
@@ -373,7 +368,7 @@ async fn run_load(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.store(1, Ordering::Relaxed);
-    let _ = follower.await;
+    follower.await.map_err(err)??;
     let m1 = node.metrics();
 
     let mut lat = Vec::with_capacity(n);

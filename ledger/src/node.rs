@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// Gas every call may use (a channel parameter in a later format version).
 pub const GAS_LIMIT: u64 = 50_000_000;
@@ -67,6 +67,17 @@ pub struct NodeConfig {
     pub cutter: Option<CutterConfig>,
     /// Block and call times; `None` is the system clock.
     pub clock: Option<Clock>,
+}
+
+/// What a commit decided, announced to [`Node::subscribe_commits`] listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub height: u64,
+    /// Transaction ids in block order.
+    pub ids: Vec<[u8; 32]>,
+    pub status: Vec<TxStatus>,
+    /// Encoded block size.
+    pub bytes: usize,
 }
 
 /// Counters since start.
@@ -116,6 +127,7 @@ struct Inner {
     pending: Mutex<HashSet<[u8; 32]>>,
     orderer: Arc<dyn Ordering>,
     tip: watch::Sender<Tip>,
+    commits: broadcast::Sender<Arc<Committed>>,
     clock: Clock,
     counters: Counters,
 }
@@ -177,6 +189,7 @@ impl Node {
             pending: Mutex::new(HashSet::new()),
             orderer,
             tip: tip_tx,
+            commits: broadcast::channel(1024).0,
             clock,
             counters: Counters::default(),
         });
@@ -197,6 +210,12 @@ impl Node {
     /// Notifies on every commit.
     pub fn watch_tip(&self) -> watch::Receiver<Tip> {
         self.inner.tip.subscribe()
+    }
+
+    /// Every commit's transaction ids and statuses, in height order (a listener that falls
+    /// more than 1024 blocks behind gets `Lagged` and should read blocks instead).
+    pub fn subscribe_commits(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.inner.commits.subscribe()
     }
 
     /// Current membership.
@@ -704,7 +723,7 @@ fn recover(store: &BlockStore, state: &StateService, g: &Genesis) -> Result<Tip,
     let g0 = genesis_block(g);
     let stored_tip = match store.height()? {
         None => {
-            store.append(&g0, &g0.encode())?;
+            store.append(0, &g0.encode(), &[])?;
             0
         }
         Some(h) => h,
@@ -796,7 +815,8 @@ async fn commit(inner: &Arc<Inner>, block: &mut Block) -> Result<(), NodeError> 
     }
     let membership = inner.membership.read().clone();
     let t0 = std::time::Instant::now();
-    block.status = validate(inner, block, &membership).await?;
+    let ids: Vec<[u8; 32]> = block.txs.iter().map(|t| t.tx.id().0).collect();
+    block.status = validate(inner, block, &ids, &membership).await?;
     let us = |t: std::time::Instant| t.elapsed().as_micros() as u64;
     inner
         .counters
@@ -806,11 +826,12 @@ async fn commit(inner: &Arc<Inner>, block: &mut Block) -> Result<(), NodeError> 
     let writes = block_writes(block);
     let touches_membership = writes.iter().any(|w| w.contract == system::MEMBERSHIP);
     let inner2 = inner.clone();
-    let block2 = block.clone();
+    let ids2 = ids.clone();
+    let size = bytes.len();
     let digest = tokio::task::spawn_blocking(move || -> Result<[u8; 32], NodeError> {
         let c = &inner2.counters;
         let t = std::time::Instant::now();
-        inner2.store.append(&block2, &bytes)?;
+        inner2.store.append(h, &bytes, &ids2)?;
         c.store_us.fetch_add(us(t), AtomicOrdering::Relaxed);
         let t = std::time::Instant::now();
         let d = inner2.state.commit(h, &writes)?;
@@ -830,8 +851,8 @@ async fn commit(inner: &Arc<Inner>, block: &mut Block) -> Result<(), NodeError> 
         .count();
     {
         let mut p = inner.pending.lock();
-        for t in &block.txs {
-            p.remove(&t.tx.id().0);
+        for id in &ids {
+            p.remove(id);
         }
     }
     let c = &inner.counters;
@@ -847,6 +868,13 @@ async fn commit(inner: &Arc<Inner>, block: &mut Block) -> Result<(), NodeError> 
     };
     inner.tip.send_replace(new_tip);
     inner.orderer.committed(new_tip);
+    // Nobody listening is fine.
+    let _ = inner.commits.send(Arc::new(Committed {
+        height: h,
+        ids,
+        status: block.status.clone(),
+        bytes: size,
+    }));
     tracing::debug!("block {h}: {} transactions, {valid} valid", block.txs.len());
     Ok(())
 }
@@ -860,19 +888,20 @@ type SigChecks = (usize, Vec<(u32, usize)>);
 async fn validate(
     inner: &Arc<Inner>,
     block: &Block,
+    ids: &[[u8; 32]],
     membership: &Membership,
 ) -> Result<Vec<TxStatus>, NodeError> {
     let n = block.txs.len();
+    let committed_before = inner.store.locate_many(ids)?;
     let mut status = vec![TxStatus::Pending; n];
     let mut reqs: Vec<VerifyRequest> = Vec::with_capacity(n * 2);
     let mut checks: Vec<Option<SigChecks>> = Vec::with_capacity(n);
     let mut seen = HashSet::with_capacity(n);
     for (i, t) in block.txs.iter().enumerate() {
         let b = &t.tx.body;
-        let id = t.tx.id().0;
         let st = if b.channel != inner.channel {
             Some(TxStatus::WrongChannel)
-        } else if !seen.insert(id) || inner.store.locate(&id)?.is_some() {
+        } else if !seen.insert(ids[i]) || committed_before[i].is_some() {
             Some(TxStatus::Replay)
         } else {
             match membership.member(b.creator) {

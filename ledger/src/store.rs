@@ -5,6 +5,7 @@
 //! strictly ([`Wire::decode`]), so a damaged file shows up as an error, never as a wrong block.
 
 use crate::format::{Block, FormatError, Wire};
+
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 
@@ -70,10 +71,9 @@ impl BlockStore {
         Ok(self.len()? == 0)
     }
 
-    /// Appends `block` (its encoding is `bytes`) at the next height and indexes its
-    /// transactions; durable when this returns.
-    pub fn append(&self, block: &Block, bytes: &[u8]) -> Result<(), StoreError> {
-        let h = block.header.height;
+    /// Appends the block at `h` (encoded as `bytes`, with transaction ids `ids` in order) at the
+    /// next height and indexes its transactions; durable when this returns.
+    pub fn append(&self, h: u64, bytes: &[u8], ids: &[[u8; 32]]) -> Result<(), StoreError> {
         let w = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut blocks = w.open_table(BLOCKS).map_err(|e| self.err(e))?;
@@ -87,8 +87,7 @@ impl BlockStore {
             }
             blocks.insert(h, bytes).map_err(|e| self.err(e))?;
             let mut txs = w.open_table(TXS).map_err(|e| self.err(e))?;
-            for (i, t) in block.txs.iter().enumerate() {
-                let id = t.tx.id().0;
+            for (i, id) in ids.iter().enumerate() {
                 // The first occurrence wins: a replayed copy is flagged, not indexed.
                 if txs.get(id.as_slice()).map_err(|e| self.err(e))?.is_none() {
                     txs.insert(id.as_slice(), (h, i as u32))
@@ -115,6 +114,19 @@ impl BlockStore {
                 .map(Some)
                 .map_err(|source| StoreError::Corrupt { height, source }),
         }
+    }
+
+    /// Where each of `ids` was committed, from one read transaction.
+    pub fn locate_many(&self, ids: &[[u8; 32]]) -> Result<Vec<Option<(u64, u32)>>, StoreError> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = r.open_table(TXS).map_err(|e| self.err(e))?;
+        ids.iter()
+            .map(|id| {
+                t.get(id.as_slice())
+                    .map(|v| v.map(|g| g.value()))
+                    .map_err(|e| self.err(e))
+            })
+            .collect()
     }
 
     /// Where transaction `id` was committed: (height, index).
