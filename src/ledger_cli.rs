@@ -47,6 +47,10 @@ pub struct KeygenArgs {
     /// Overwrite an existing file.
     #[arg(long)]
     pub force: bool,
+    /// Device that checks the new key (a test signature verified on it): `cpu`, `sim://…`,
+    /// `vfio://…`.
+    #[arg(long, short, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Genesis creation.
@@ -251,6 +255,21 @@ pub fn keygen(a: &KeygenArgs) -> Result<ExitCode> {
         bail!("{} exists; pass --force to overwrite it", a.out.display());
     }
     let k = SigningKey::generate()?;
+    // A fresh key must sign and verify before it is written.
+    let digest: [u8; 32] = Sha256::digest(b"bpu keygen self-check").into();
+    let sig = k.sign_digest(&digest)?;
+    let crypto = CryptoService::open(&a.device)?;
+    let ok = crate::runtime()?.block_on(crypto.verify(&bpu_runtime::VerifyRequest::new(
+        &k.public_key(),
+        &sig,
+        digest,
+    )))?;
+    if !ok {
+        bail!(
+            "the new key's test signature did not verify on {}",
+            a.device
+        );
+    }
     write_key(&a.out, &k)?;
     let pk = k.public_key().to_sec1();
     println!("wrote {}", a.out.display());

@@ -2,15 +2,16 @@
 //! query, fetch blocks and proofs, subscribe to events from a cursor.
 
 use crate::api::{
-    Cursor, EventRecord, NodeInfo, Rejection, Request, Response, TxProof, TxState, MAX_RESPONSE,
-    PROTOCOL,
+    Cursor, EventRecord, NodeInfo, Rejection, Request, Response, TxProof, TxState, MAX_REQUEST,
+    MAX_RESPONSE, PROTOCOL,
 };
 use crate::format::{Block, Sig, Transaction, TxBody, Wire, VERSION};
 use bpu_runtime::SigningKey;
 use futures::{SinkExt, StreamExt};
 use std::time::Duration;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 /// What went wrong talking to a node.
 #[derive(Debug, thiserror::Error)]
@@ -21,27 +22,46 @@ pub enum ClientError {
         source: std::io::Error,
     },
     #[error("connection to the node: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("the node closed the connection")]
     Closed,
     #[error("the node sent an undecodable message: {0}")]
     Decode(String),
-    #[error("rejected: {0}")]
-    Rejected(#[from] Rejection),
+    #[error("the node refused: {0}")]
+    Rejected(Rejection),
     #[error("node error: {0}")]
     Node(String),
     #[error("unexpected answer from the node: {0}")]
     Unexpected(String),
-    #[error("timed out after {0:?} waiting for the transaction to commit")]
+    #[error("timed out after {0:?} waiting for the node")]
     Timeout(Duration),
     #[error("signing: {0}")]
     Sign(String),
 }
 
+// Manual conversions: the messages above already include the inner error, so it is not also
+// reported as a source (which would print it twice in error chains).
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+impl From<Rejection> for ClientError {
+    fn from(r: Rejection) -> Self {
+        ClientError::Rejected(r)
+    }
+}
+
+/// How long a request waits for its answer by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A connection to one node.
 pub struct Client {
-    conn: Framed<TcpStream, LengthDelimitedCodec>,
+    reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    writer: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
     addr: String,
+    timeout: Duration,
 }
 
 impl Client {
@@ -54,9 +74,12 @@ impl Client {
                 source,
             })?;
         let _ = sock.set_nodelay(true);
+        let (r, w) = sock.into_split();
         let mut c = Client {
-            conn: Framed::new(sock, crate::server::codec(MAX_RESPONSE)),
+            reader: FramedRead::new(r, crate::server::codec(MAX_RESPONSE)),
+            writer: FramedWrite::new(w, crate::server::codec(MAX_REQUEST)),
             addr: addr.to_string(),
+            timeout: DEFAULT_TIMEOUT,
         };
         match c.call(&Request::Hello { protocol: PROTOCOL }).await? {
             Response::Hello { .. } => Ok(c),
@@ -69,14 +92,20 @@ impl Client {
         &self.addr
     }
 
+    /// How long each request waits for its answer (a node that stalls gives
+    /// [`ClientError::Timeout`]); event subscriptions wait without limit.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     async fn send(&mut self, req: &Request) -> Result<(), ClientError> {
         let bytes = postcard::to_allocvec(req).map_err(|e| ClientError::Decode(e.to_string()))?;
-        self.conn.send(bytes.as_slice()).await?;
+        self.writer.send(bytes.as_slice()).await?;
         Ok(())
     }
 
     async fn recv(&mut self) -> Result<Response, ClientError> {
-        let frame = self.conn.next().await.ok_or(ClientError::Closed)??;
+        let frame = self.reader.next().await.ok_or(ClientError::Closed)??;
         let r: Response =
             postcard::from_bytes(&frame).map_err(|e| ClientError::Decode(e.to_string()))?;
         match r {
@@ -87,8 +116,13 @@ impl Client {
     }
 
     async fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
-        self.send(req).await?;
-        self.recv().await
+        let t = self.timeout;
+        tokio::time::timeout(t, async {
+            self.send(req).await?;
+            self.recv().await
+        })
+        .await
+        .map_err(|_| ClientError::Timeout(t))?
     }
 
     /// Node facts (channel, height, digest).

@@ -2,17 +2,22 @@
 //! response, except `Subscribe`, which turns the connection into an event stream.
 //!
 //! Frames are a 4-byte big-endian length and a postcard [`Request`] / [`Response`]; requests over
-//! [`MAX_REQUEST`] bytes or that do not decode get [`Response::Error`] and the connection closes.
+//! [`MAX_REQUEST`] bytes or that do not decode get [`Response::Error`] and the connection closes;
+//! a connection idle for [`IDLE_TIMEOUT`] is closed.
 
 use crate::api::{Cursor, Request, Response, MAX_REQUEST, MAX_RESPONSE, PROTOCOL};
 use crate::node::Node;
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 /// Blocks of events read from the store per step of a subscription.
 const EVENT_BLOCKS_PER_STEP: u64 = 64;
+
+/// A connection with no complete request for this long is closed.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A frame codec with the given maximum frame length.
 pub fn codec(max: usize) -> LengthDelimitedCodec {
@@ -46,7 +51,10 @@ pub async fn spawn(node: Node, addr: &str) -> std::io::Result<SocketAddr> {
     Ok(local)
 }
 
-type Conn = Framed<TcpStream, LengthDelimitedCodec>;
+/// The read half of a connection: frames up to [`MAX_REQUEST`].
+type Reader = FramedRead<OwnedReadHalf, LengthDelimitedCodec>;
+/// The write half: frames up to [`MAX_RESPONSE`].
+type Conn = FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>;
 
 async fn send(conn: &mut Conn, r: &Response) -> bool {
     let bytes = match postcard::to_allocvec(r) {
@@ -57,11 +65,20 @@ async fn send(conn: &mut Conn, r: &Response) -> bool {
 }
 
 async fn connection(node: Node, sock: TcpStream, peer: SocketAddr) {
-    // Reads are bounded by the request limit; responses may be as large as a block.
-    let mut c = codec(MAX_RESPONSE);
-    c.set_max_frame_length(MAX_REQUEST.max(MAX_RESPONSE));
-    let mut conn = Framed::new(sock, c);
-    while let Some(frame) = conn.next().await {
+    // Reads are bounded by the request limit (a longer length prefix is refused before any
+    // payload is buffered); responses may be as large as a block.
+    let (r, w) = sock.into_split();
+    let mut reader: Reader = FramedRead::new(r, codec(MAX_REQUEST));
+    let mut conn: Conn = FramedWrite::new(w, codec(MAX_RESPONSE));
+    loop {
+        let frame = match tokio::time::timeout(IDLE_TIMEOUT, reader.next()).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) => {
+                let _ = send(&mut conn, &Response::Error("idle for too long".into())).await;
+                return;
+            }
+        };
         let frame = match frame {
             Ok(f) => f,
             Err(e) => {
@@ -69,14 +86,6 @@ async fn connection(node: Node, sock: TcpStream, peer: SocketAddr) {
                 return;
             }
         };
-        if frame.len() > MAX_REQUEST {
-            let msg = format!(
-                "request of {} bytes, the limit is {MAX_REQUEST}",
-                frame.len()
-            );
-            let _ = send(&mut conn, &Response::Error(msg)).await;
-            return;
-        }
         let req: Request = match postcard::from_bytes(&frame) {
             Ok(r) => r,
             Err(e) => {
@@ -85,7 +94,7 @@ async fn connection(node: Node, sock: TcpStream, peer: SocketAddr) {
             }
         };
         if let Request::Subscribe { from } = req {
-            subscribe(&node, &mut conn, from).await;
+            subscribe(&node, &mut conn, &mut reader, from).await;
             return;
         }
         let resp = handle(&node, req).await;
@@ -125,7 +134,7 @@ async fn handle(node: &Node, req: Request) -> Response {
 }
 
 /// Streams event records from `from` on: stored blocks first, then each new commit.
-async fn subscribe(node: &Node, conn: &mut Conn, mut from: Cursor) {
+async fn subscribe(node: &Node, conn: &mut Conn, reader: &mut Reader, mut from: Cursor) {
     let mut tip = node.watch_tip();
     loop {
         match node.events(from, EVENT_BLOCKS_PER_STEP) {
@@ -148,7 +157,7 @@ async fn subscribe(node: &Node, conn: &mut Conn, mut from: Cursor) {
         // Caught up: wait for a commit, or for the client to hang up.
         tokio::select! {
             r = tip.changed() => if r.is_err() { return },
-            f = conn.next() => if f.is_none() { return },
+            f = reader.next() => if f.is_none() { return },
         }
     }
 }

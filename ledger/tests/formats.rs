@@ -319,3 +319,21 @@ async fn transaction_signatures_verify_through_the_crypto_service() {
         .await
         .expect("verify"));
 }
+
+proptest::proptest! {
+    /// Random bytes as a client request frame, and as system-contract arguments, never panic
+    /// (the proptest stand-in for the `decode_request` fuzz target).
+    #[test]
+    fn random_request_frames_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        let _ = postcard::from_bytes::<bpu_ledger::api::Request>(&data);
+        let none = |_: &[u8]| Ok(None);
+        let ok = |_: &[u8]| Ok(());
+        let _ = bpu_ledger::system::lifecycle("install", &data, &none, &ok);
+        let _ = bpu_ledger::system::membership("add_member", &data, &none);
+        let _ = bpu_ledger::system::membership("set_roles", &data, &none);
+        // And a real request built from the same bytes survives the trip.
+        let req = bpu_ledger::api::Request::Submit { tx: data.clone() };
+        let bytes = postcard::to_allocvec(&req).expect("encode");
+        proptest::prop_assert_eq!(postcard::from_bytes::<bpu_ledger::api::Request>(&bytes).ok(), Some(req));
+    }
+}

@@ -523,3 +523,55 @@ fn transaction_bytes_round_trip() {
         .expect("sign");
     assert_eq!(Transaction::decode(&bytes(&tx)).expect("decode"), tx);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_get_an_error_and_the_node_keeps_serving() {
+    use bpu_ledger::api::{Response, MAX_REQUEST};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let (_node, addr) = start(dir.path(), &keys, "cpu", cutter(10, 20)).await;
+    // Reads one length-prefixed response frame, or None when the node closed the connection.
+    async fn answer(s: &mut tokio::net::TcpStream) -> Option<Response> {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.ok()?;
+        let mut buf = vec![0; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut buf).await.ok()?;
+        postcard::from_bytes(&buf).ok()
+    }
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "oversized length prefix",
+            ((MAX_REQUEST + 1) as u32).to_be_bytes().to_vec(),
+        ),
+        (
+            "garbage request",
+            [vec![0, 0, 0, 5], vec![0xff; 5]].concat(),
+        ),
+        ("empty request", vec![0, 0, 0, 0]),
+    ];
+    for (what, bytes) in cases {
+        let mut s = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        s.write_all(&bytes).await.expect("write");
+        match answer(&mut s).await {
+            Some(Response::Error(msg)) => assert!(!msg.is_empty(), "{what}"),
+            other => panic!("{what}: expected an error response, got {other:?}"),
+        }
+        // The node closed this connection.
+        assert!(
+            answer(&mut s).await.is_none(),
+            "{what}: connection still open"
+        );
+    }
+    // A truncated frame, then a hang-up: nothing breaks.
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    s.write_all(&[0, 0, 1, 0, 1, 2]).await.expect("write");
+    drop(s);
+    // The node still serves.
+    let mut c = client(&addr).await;
+    assert_eq!(c.info().await.expect("info").channel, CHANNEL);
+}
