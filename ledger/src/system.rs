@@ -1,7 +1,8 @@
 //! System contracts, built into every node: `_lifecycle` (versioned contract deployment) and
 //! `_membership` (admin changes to organizations, members and roles). They run in the same
 //! endorse → order → validate path as user contracts, with read/write sets in their own state
-//! namespaces, so every node applies them identically (spec: docs/contract-abi.md, "Deployment").
+//! namespaces, so every node applies them identically (spec: docs/formats.md, "Channel state
+//! written by the system contracts"; docs/ledger.md, "Deployment and membership").
 
 use crate::format::{check_name, limits};
 use crate::membership::{ChannelParams, Member, Membership, Org, Role, MAX_MEMBERS, MAX_ORGS};
