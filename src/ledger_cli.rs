@@ -479,11 +479,14 @@ async fn report(node: &Node, seconds: Option<u64>, json: bool) -> Result<()> {
 }
 
 /// `bpu node --config FILE`.
-pub fn node(config: &Path, json: bool) -> Result<ExitCode> {
+pub fn node(config: &Path, device: Option<String>, json: bool) -> Result<ExitCode> {
     let text =
         std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let cfg: NodeFile = toml::from_str(&text)
+    let mut cfg: NodeFile = toml::from_str(&text)
         .with_context(|| format!("{} is not a node config", config.display()))?;
+    if let Some(d) = device {
+        cfg.device = d;
+    }
     let base = config.parent().unwrap_or(Path::new(".")).to_path_buf();
     let rt = crate::runtime()?;
     rt.block_on(async {

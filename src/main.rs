@@ -100,6 +100,9 @@ enum Cmd {
         /// The config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Crypto backend, overriding the config's `device`: `cpu`, `sim://…`, `vfio://…`.
+        #[arg(long, short)]
+        device: Option<String>,
         /// Progress lines as JSON.
         #[arg(long)]
         json: bool,
@@ -230,7 +233,11 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Keygen(a) => ledger_cli::keygen(&a),
         Cmd::Genesis(a) => ledger_cli::genesis(&a),
         Cmd::Up(a) => ledger_cli::up(&a),
-        Cmd::Node { config, json } => ledger_cli::node(&config, json),
+        Cmd::Node {
+            config,
+            device,
+            json,
+        } => ledger_cli::node(&config, device, json),
         Cmd::Contract { cmd } => ledger_cli::contract(&cmd),
         Cmd::Tx { cmd } => ledger_cli::tx(&cmd),
         Cmd::Block { cmd } => ledger_cli::block(&cmd),

@@ -350,3 +350,95 @@ fn kill_9_under_load_loses_no_committed_block() {
     let state = bpu_runtime::state::StateService::open(&node_dir.join("state")).expect("state");
     assert_eq!(replayed, state.digest());
 }
+
+#[test]
+fn keygen_genesis_and_node_from_a_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let p = |f: &str| d.join(f).display().to_string();
+    for who in ["admin", "node0"] {
+        let o = run(&["keygen", "-o", &p(&format!("{who}.pem"))]);
+        assert!(stdout(&o).contains("account id"), "{}", stdout(&o));
+    }
+    // keygen refuses to overwrite without --force.
+    let o = bpu()
+        .args(["keygen", "-o", &p("admin.pem")])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    // A genesis with a bad member spec is refused with the expected form.
+    let o = bpu()
+        .args(["genesis", "--member", "nonsense", "-o", &p("g.bin")])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ORG/NAME"));
+    run(&[
+        "genesis",
+        "--channel",
+        "cfgnet",
+        "--member",
+        &format!("acme/admin:admin,writer,reader:{}", p("admin.pem")),
+        "--member",
+        &format!("acme/node0:validator:{}", p("node0.pem")),
+        "--block-timeout-ms",
+        "50",
+        "-o",
+        &p("genesis.bin"),
+    ]);
+    let g =
+        Genesis::decode(&std::fs::read(p("genesis.bin")).expect("read")).expect("valid genesis");
+    assert_eq!(
+        (
+            g.channel.as_str(),
+            g.membership.members.len(),
+            g.params.block_timeout_ms
+        ),
+        ("cfgnet", 2, 50)
+    );
+    let addr = free_addr();
+    std::fs::write(
+        p("node.toml"),
+        format!("data_dir = \"data\"\ngenesis = \"genesis.bin\"\nkey = \"node0.pem\"\nlisten = \"{addr}\"\n"),
+    )
+    .expect("config");
+    let child = bpu()
+        .args(["node", "--config", &p("node.toml"), "--device", "cpu"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn bpu node");
+    let _guard = Up {
+        child,
+        addr: addr.clone(),
+    };
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let start = Instant::now();
+    let info = loop {
+        if let Ok(mut c) = rt.block_on(Client::connect(&addr)) {
+            break rt.block_on(c.info()).expect("info");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "bpu node did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(info.channel, "cfgnet");
+    assert_eq!(info.genesis_hash, g.hash().0);
+    assert_eq!(info.node, 1);
+    // The admin can deploy on it.
+    let token = contract("token");
+    let o = run(&[
+        "contract",
+        "deploy",
+        "token",
+        token.to_str().expect("utf8"),
+        "--node",
+        &addr,
+        "-k",
+        &p("admin.pem"),
+    ]);
+    assert!(stdout(&o).contains("valid"));
+    assert!(d.join("data/blocks.redb").exists());
+}
