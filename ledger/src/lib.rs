@@ -26,6 +26,7 @@ pub mod membership;
 pub mod node;
 pub mod order;
 pub mod server;
+pub mod sigcache;
 pub mod store;
 pub mod system;
 

@@ -12,6 +12,7 @@ use crate::format::{
 };
 use crate::membership::{ChannelParams, Genesis, Membership, Role};
 use crate::order::{system_clock, Clock, CutterConfig, Ordered, Ordering, SoloOrderer, Tip};
+use crate::sigcache::SigCache;
 use crate::store::{BlockStore, StoreError};
 use crate::system::{self, ContractMeta};
 use bpu_runtime::contract::{
@@ -115,6 +116,8 @@ struct Inner {
     genesis_hash: [u8; 32],
     me: u32,
     key: SigningKey,
+    /// `key`'s public half.
+    me_key: bpu_runtime::PublicKey,
     crypto: CryptoService,
     contracts: ContractService,
     state: StateService,
@@ -126,6 +129,7 @@ struct Inner {
     /// Accepted, not yet committed.
     pending: Mutex<HashSet<[u8; 32]>>,
     orderer: Arc<dyn Ordering>,
+    sigs: Arc<SigCache>,
     tip: watch::Sender<Tip>,
     commits: broadcast::Sender<Arc<Committed>>,
     clock: Clock,
@@ -174,10 +178,12 @@ impl Node {
             block_tx,
         );
         let (tip_tx, _) = watch::channel(tip);
+        let sigs = SigCache::start(cfg.crypto.clone());
         let inner = Arc::new(Inner {
             channel: genesis.channel.clone(),
             genesis_hash,
             me,
+            me_key: cfg.key.public_key(),
             key: cfg.key,
             crypto: cfg.crypto,
             contracts: ContractService::new(ContractConfig::default()),
@@ -188,6 +194,7 @@ impl Node {
             programs: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
             orderer,
+            sigs,
             tip: tip_tx,
             commits: broadcast::channel(1024).0,
             clock,
@@ -232,7 +239,7 @@ impl Node {
             committed_txs: l(&c.committed_txs),
             valid_txs: l(&c.valid_txs),
             blocks: l(&c.blocks),
-            verifications: l(&c.verifications),
+            verifications: l(&c.verifications) + self.inner.sigs.verified(),
             pending: self.inner.pending.lock().len() as u64,
             validate_us: l(&c.validate_us),
             store_us: l(&c.store_us),
@@ -265,16 +272,18 @@ impl Node {
     /// refused (nothing is kept of a refused transaction).
     pub async fn submit(&self, bytes: &[u8]) -> Result<[u8; 32], Rejection> {
         let inner = &self.inner;
-        let (tx, membership) = self.admit(bytes, false).await?;
+        let (tx, membership, tx_check) = self.admit(bytes, false).await?;
         let id = tx.id().0;
         if inner.pending.lock().contains(&id) || located(&inner.store, &id)?.is_some() {
             return Err(Rejection::Replay(hex(&id)));
         }
         let result = self.execute(&tx, &membership)?;
+        let result_digest = result.digest().0;
         let sig = inner
             .key
-            .sign_digest(&result.digest().0)
+            .sign_digest(&result_digest)
             .map_err(|e| Rejection::Internal(e.to_string()))?;
+        let endorsement_check = VerifyRequest::new(&inner.me_key, &sig, result_digest);
         let etx = EndorsedTx {
             tx,
             result,
@@ -297,12 +306,16 @@ impl Node {
             inner.pending.lock().remove(&id);
             return Err(Rejection::Busy(e.to_string()));
         }
+        // Validation will find the client signature's verdict, and the endorsement's checked
+        // in the background meanwhile.
+        inner.sigs.record(tx_check, true);
+        inner.sigs.prefetch(vec![endorsement_check]);
         Ok(id)
     }
 
     /// Runs a signed transaction read-only on current state (reader role); returns the response.
     pub async fn query(&self, bytes: &[u8]) -> Result<Vec<u8>, Rejection> {
-        let (tx, membership) = self.admit(bytes, true).await?;
+        let (tx, membership, _) = self.admit(bytes, true).await?;
         Ok(self.execute(&tx, &membership)?.response)
     }
 
@@ -311,7 +324,7 @@ impl Node {
         &self,
         bytes: &[u8],
         query: bool,
-    ) -> Result<(Transaction, Arc<Membership>), Rejection> {
+    ) -> Result<(Transaction, Arc<Membership>, VerifyRequest), Rejection> {
         let inner = &self.inner;
         let tx = Transaction::decode(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
         if tx.body.channel != inner.channel {
@@ -335,9 +348,10 @@ impl Node {
         let key = member
             .public_key()
             .map_err(|e| Rejection::Internal(e.to_string()))?;
+        let check = tx.verify_request(&key);
         let ok = inner
             .crypto
-            .verify(&tx.verify_request(&key))
+            .verify(&check)
             .await
             .map_err(|e| Rejection::Internal(e.to_string()))?;
         inner
@@ -347,7 +361,7 @@ impl Node {
         if !ok {
             return Err(Rejection::BadSignature);
         }
-        Ok((tx, membership))
+        Ok((tx, membership, check))
     }
 
     /// Executes `tx` on current committed state: the execution result to endorse.
@@ -936,11 +950,7 @@ async fn validate(
             checks.push(None);
         }
     }
-    let verdicts = inner.crypto.verify_batch(&reqs).await?;
-    inner
-        .counters
-        .verifications
-        .fetch_add(reqs.len() as u64, AtomicOrdering::Relaxed);
+    let verdicts = inner.sigs.verdicts(&reqs).await?;
     let needed = inner.params.endorsements as usize;
     for (i, c) in checks.iter().enumerate() {
         let Some((own, ends)) = c else { continue };
