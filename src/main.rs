@@ -167,10 +167,10 @@ struct LedgerBenchArgs {
     #[arg(long, short, default_value = "cpu")]
     device: String,
     /// Token accounts (members with their own keys); transfers in flight never share one.
-    #[arg(long, default_value_t = 16_384)]
+    #[arg(long, default_value_t = 32_768)]
     accounts: usize,
     /// Transfers in the peak run.
-    #[arg(long, default_value_t = 60_000)]
+    #[arg(long, default_value_t = 80_000)]
     transfers: usize,
     /// The token contract (`contracts/build.sh` builds it).
     #[arg(long, default_value = "contracts/build/token.elf")]
