@@ -575,3 +575,152 @@ async fn bad_frames_get_an_error_and_the_node_keeps_serving() {
     let mut c = client(&addr).await;
     assert_eq!(c.info().await.expect("info").channel, CHANNEL);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iot_anchor_cert_registry_and_voting_through_the_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let (_node, addr) = start(dir.path(), &keys, "cpu", cutter(100, 20)).await;
+    let mut c = client(&addr).await;
+    let admin = keys.signer(ADMIN);
+    for (n, name) in ["iot_anchor", "cert_registry", "voting"]
+        .into_iter()
+        .enumerate()
+    {
+        let args = postcard::to_allocvec(&system::InstallArgs {
+            name: name.into(),
+            code: contracts::elf(name),
+            activate: true,
+        })
+        .expect("enc");
+        let r = call(
+            &mut c,
+            &admin,
+            system::LIFECYCLE,
+            "install",
+            args,
+            500 + n as u64,
+        )
+        .await;
+        assert_eq!(r.status, TxStatus::Valid, "{name}");
+    }
+    let (alice, bob) = (keys.signer(ALICE), keys.signer(BOB));
+    let query = |contract: &str, method: &str, args: Vec<u8>, n| {
+        keys.signer(CAROL)
+            .sign(contract, None, method, args, n)
+            .expect("sign")
+    };
+
+    // IoT: alice registers a device and anchors a batch root; bob may not anchor for it.
+    let device = [7u8; 32];
+    let root = [9u8; 32];
+    let r = call(
+        &mut c,
+        &alice,
+        "iot_anchor",
+        "register_device",
+        device.to_vec(),
+        1,
+    )
+    .await;
+    assert_eq!(r.status, TxStatus::Valid);
+    let anchor = [
+        &device[..],
+        &5u64.to_le_bytes(),
+        &root,
+        &100u32.to_le_bytes(),
+    ]
+    .concat();
+    let tx = bob
+        .sign("iot_anchor", None, "anchor", anchor.clone(), 2)
+        .expect("sign");
+    assert!(
+        matches!(rejected(c.submit(&tx).await), Rejection::Reverted(m) if m.contains("not device owner"))
+    );
+    let r = call(&mut c, &alice, "iot_anchor", "anchor", anchor, 3).await;
+    assert_eq!(r.status, TxStatus::Valid);
+    let found = c
+        .query(&query(
+            "iot_anchor",
+            "lookup",
+            [&device[..], &5u64.to_le_bytes()].concat(),
+            4,
+        ))
+        .await
+        .expect("lookup");
+    assert_eq!(&found[..32], &root);
+    assert_eq!(&found[32..36], &100u32.to_le_bytes());
+    assert_eq!(
+        &found[36..44],
+        &r.height.to_le_bytes(),
+        "anchored at its block's height"
+    );
+
+    // Certificates: alice issues, bob cannot revoke, alice revokes.
+    let cert = [3u8; 32];
+    let r = call(
+        &mut c,
+        &alice,
+        "cert_registry",
+        "issue",
+        [&cert[..], b"diploma"].concat(),
+        5,
+    )
+    .await;
+    assert_eq!(r.status, TxStatus::Valid);
+    let tx = bob
+        .sign("cert_registry", None, "revoke", cert.to_vec(), 6)
+        .expect("sign");
+    assert!(
+        matches!(rejected(c.submit(&tx).await), Rejection::Reverted(m) if m.contains("not issuer"))
+    );
+    let st = c
+        .query(&query("cert_registry", "status", cert.to_vec(), 7))
+        .await
+        .expect("status");
+    assert_eq!((st[0], &st[1..33]), (1, &keys.id(ALICE)[..]));
+    let r = call(&mut c, &alice, "cert_registry", "revoke", cert.to_vec(), 8).await;
+    assert_eq!(r.status, TxStatus::Valid);
+    let st = c
+        .query(&query("cert_registry", "status", cert.to_vec(), 9))
+        .await
+        .expect("status");
+    assert_eq!(st[0], 2, "revoked");
+    assert_eq!(&st[49..], b"diploma");
+
+    // Voting: a two-option poll; each member votes once.
+    let poll = [1u8; 32];
+    let create = [&poll[..], &2u32.to_le_bytes(), &1_000u64.to_le_bytes()].concat();
+    let r = call(&mut c, &admin, "voting", "create", create, 10).await;
+    assert_eq!(r.status, TxStatus::Valid);
+    for (s, option, n) in [(&alice, 1u32, 11), (&bob, 1, 12), (&admin, 0, 13)] {
+        let r = call(
+            &mut c,
+            s,
+            "voting",
+            "vote",
+            [&poll[..], &option.to_le_bytes()].concat(),
+            n,
+        )
+        .await;
+        assert_eq!(r.status, TxStatus::Valid);
+    }
+    let tx = alice
+        .sign(
+            "voting",
+            None,
+            "vote",
+            [&poll[..], &0u32.to_le_bytes()].concat(),
+            14,
+        )
+        .expect("sign");
+    assert!(
+        matches!(rejected(c.submit(&tx).await), Rejection::Reverted(m) if m.contains("already voted"))
+    );
+    let t = c
+        .query(&query("voting", "tally", poll.to_vec(), 15))
+        .await
+        .expect("tally");
+    assert_eq!(&t[12..20], &1u64.to_le_bytes(), "option 0");
+    assert_eq!(&t[20..28], &2u64.to_le_bytes(), "option 1");
+}
