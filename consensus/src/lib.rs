@@ -11,4 +11,6 @@
 //!   clock, network or randomness inside, so the simulation replays any run from its seed.
 //! - No two different blocks are certified at one height (safety), whatever f validators do.
 //!
-//! Start reading at `docs/consensus.md`.
+//! Start reading at `docs/consensus.md`, then [`core::Core`].
+
+pub mod core;
