@@ -137,6 +137,9 @@ pub fn proposer(n: u32, height: u64, round: u32) -> u32 {
     ((height + u64::from(round)) % u64::from(n.max(1))) as u32
 }
 
+/// The values each validator voted for, in one (round, kind).
+type Ballots = HashMap<u32, Vec<Option<BlockId>>>;
+
 /// Upon-rules that fire once per round (docs/consensus.md, rules 34, 36, 47).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Once {
@@ -156,8 +159,9 @@ pub struct Core {
     valid: Option<(BlockId, u32)>,
     /// The proposer's first proposal per round, with the driver's validity verdict.
     proposals: BTreeMap<u32, (Proposal, bool)>,
-    /// The first vote of each validator per (round, kind).
-    votes: BTreeMap<(u32, VoteKind), HashMap<u32, Option<BlockId>>>,
+    /// The values each validator voted per (round, kind): one, or two when it equivocated (a
+    /// signed vote counts for its value either way, as in the paper; more are dropped).
+    votes: BTreeMap<(u32, VoteKind), Ballots>,
     /// Validators heard from per round (rule 55).
     senders: BTreeMap<u32, BTreeSet<u32>>,
     fired: BTreeSet<(u32, Once)>,
@@ -284,16 +288,20 @@ impl Core {
                 }
             }
             Msg::Vote(v) => {
-                let slot = self.votes.entry((v.round, v.kind)).or_default();
-                match slot.get(&v.voter) {
-                    None => {
-                        slot.insert(v.voter, v.block);
-                    }
-                    Some(b) if *b != v.block => {
-                        let first = Vote { block: *b, ..v };
+                let values = self
+                    .votes
+                    .entry((v.round, v.kind))
+                    .or_default()
+                    .entry(v.voter)
+                    .or_default();
+                if !values.contains(&v.block) {
+                    if let Some(&b) = values.first() {
+                        let first = Vote { block: b, ..v };
                         out.push(Action::Equivocation { first, second: v });
                     }
-                    Some(_) => {}
+                    if values.len() < 2 {
+                        values.push(v.block);
+                    }
                 }
             }
         }
@@ -303,7 +311,7 @@ impl Core {
     fn count(&self, round: u32, kind: VoteKind, block: Option<Option<BlockId>>) -> usize {
         self.votes.get(&(round, kind)).map_or(0, |m| match block {
             None => m.len(),
-            Some(b) => m.values().filter(|x| **x == b).count(),
+            Some(b) => m.values().filter(|x| x.contains(&b)).count(),
         })
     }
 
@@ -369,7 +377,7 @@ impl Core {
                 .map(|m| {
                     let mut v: Vec<u32> = m
                         .iter()
-                        .filter(|(_, b)| **b == Some(block))
+                        .filter(|(_, b)| b.contains(&Some(block)))
                         .map(|(k, _)| *k)
                         .collect();
                     v.sort_unstable();
@@ -622,12 +630,12 @@ mod tests {
             block: Some([1; 32]),
             voter: 3,
         };
+        let equivocation =
+            |out: &[Action]| out.iter().any(|a| matches!(a, Action::Equivocation { .. }));
+        assert!(!equivocation(&c.on_vote(v)));
         assert!(
-            c.on_vote(v).is_empty()
-                || !c
-                    .on_vote(v)
-                    .iter()
-                    .any(|a| matches!(a, Action::Equivocation { .. }))
+            !equivocation(&c.on_vote(v)),
+            "the same vote twice is no offence"
         );
         let out = c.on_vote(Vote {
             block: Some([2; 32]),
