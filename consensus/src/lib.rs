@@ -12,3 +12,5 @@
 //! - No two different blocks are certified at one height (safety), whatever f validators do.
 //!
 //! Start reading at `docs/consensus.md`.
+
+pub mod bls;
