@@ -656,8 +656,9 @@ impl QuorumCert {
                 b.extend_from_slice(&h);
             }
         }
-        // A bitmap longer than u16 cannot verify against any set; encode its length truncated
-        // would be ambiguous, so such a value (never built here) is clamped to an invalid 0.
+        // A bitmap over 65,535 bytes fits no set (≤ 512 bytes) and is never built here; it is
+        // written with length 0 and no bitmap, which `from_bytes` refuses, rather than a
+        // truncated length that would decode as another value.
         let len = u16::try_from(self.signers.len()).unwrap_or(0);
         b.extend_from_slice(&len.to_be_bytes());
         b.extend_from_slice(&self.signers[..len as usize]);
