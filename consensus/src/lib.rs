@@ -11,6 +11,8 @@
 //!   clock, network or randomness inside, so the simulation replays any run from its seed.
 //! - No two different blocks are certified at one height (safety), whatever f validators do.
 //!
-//! Start reading at `docs/consensus.md`, then [`core::Core`].
+//! Start reading at `docs/consensus.md`, then [`core::Core`] (the protocol) and [`bls`] (votes
+//! and certificates, `docs/consensus-certs.md`).
 
+pub mod bls;
 pub mod core;
