@@ -157,8 +157,9 @@ pub struct Core {
     step: Step,
     locked: Option<(BlockId, u32)>,
     valid: Option<(BlockId, u32)>,
-    /// The proposer's first proposal per round, with the driver's validity verdict.
-    proposals: BTreeMap<u32, (Proposal, bool)>,
+    /// The proposer's proposals per round, with the driver's validity verdict: the first, and a
+    /// second if it equivocated (the quorum may have formed on either).
+    proposals: BTreeMap<u32, Vec<(Proposal, bool)>>,
     /// The values each validator voted per (round, kind): one, or two when it equivocated (a
     /// signed vote counts for its value either way, as in the paper; more are dropped).
     votes: BTreeMap<(u32, VoteKind), Ballots>,
@@ -274,17 +275,17 @@ impl Core {
                 if p.proposer != proposer(self.cfg.n, p.height, p.round) {
                     return;
                 }
-                match self.proposals.get(&p.round) {
-                    None => {
-                        self.proposals.insert(p.round, (p, valid));
-                    }
-                    Some((first, _)) if *first != p => {
+                let seen = self.proposals.entry(p.round).or_default();
+                if !seen.iter().any(|(q, _)| *q == p) {
+                    if let Some((first, _)) = seen.first() {
                         out.push(Action::Equivocation {
                             first: proposal_as_vote(first),
                             second: proposal_as_vote(&p),
                         });
                     }
-                    Some(_) => {}
+                    if seen.len() < 2 {
+                        seen.push((p, valid));
+                    }
                 }
             }
             Msg::Vote(v) => {
@@ -363,12 +364,14 @@ impl Core {
     fn rules(&mut self, out: &mut Vec<Action>) {
         let q = self.cfg.quorum();
         let r = self.round;
-        let proposal = self.proposals.get(&r).copied();
+        let proposal = self.proposals.get(&r).and_then(|v| v.first()).copied();
 
-        // Rule 49: a decision in any round.
-        let decided = self.proposals.iter().find_map(|(&pr, (p, valid))| {
-            (*valid && self.count(pr, VoteKind::Precommit, Some(Some(p.block))) >= q)
-                .then_some((pr, p.block))
+        // Rule 49: a decision in any round, on any proposal of it.
+        let decided = self.proposals.iter().find_map(|(&pr, props)| {
+            props.iter().find_map(|(p, valid)| {
+                (*valid && self.count(pr, VoteKind::Precommit, Some(Some(p.block))) >= q)
+                    .then_some((pr, p.block))
+            })
         });
         if let Some((round, block)) = decided {
             let precommits = self
@@ -431,8 +434,15 @@ impl Core {
             });
         }
 
-        // Rule 36.
-        if let Some((p, true)) = proposal {
+        // Rule 36, on whichever proposal of this round has the prevote quorum.
+        let polka = self.proposals.get(&r).and_then(|v| {
+            v.iter()
+                .find(|(p, valid)| {
+                    *valid && self.count(r, VoteKind::Prevote, Some(Some(p.block))) >= q
+                })
+                .copied()
+        });
+        if let Some((p, true)) = polka {
             if self.step >= Step::Prevote
                 && self.count(r, VoteKind::Prevote, Some(Some(p.block))) >= q
                 && self.fired.insert((r, Once::Polka))
