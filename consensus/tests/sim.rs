@@ -547,24 +547,6 @@ fn scenario(n: u32, seed: u64, make: impl Fn(&mut StdRng) -> Faults) {
             );
         }
         eprintln!("now {} queue {}", sim.now, sim.queue.len());
-        let lag = (0..n)
-            .min_by_key(|&i| sim.nodes[i as usize].core.height())
-            .unwrap_or(0);
-        let h = sim.nodes[lag as usize].core.height();
-        if let Some((p, votes)) = sim.nodes.iter().find_map(|nd| nd.decided.get(&h).cloned()) {
-            eprintln!(
-                "commit {h}: {p:?} votes {:?}",
-                votes
-                    .iter()
-                    .map(|v| (v.voter, v.round, v.block.map(|b| b[16])))
-                    .collect::<Vec<_>>()
-            );
-            let mut c = sim.nodes[lag as usize].core.clone();
-            eprintln!("on_proposal: {:?}", c.on_proposal(p, true));
-            for v in votes {
-                eprintln!("on_vote {}: {:?}", v.voter, c.on_vote(v));
-            }
-        }
     }
     assert!(
         live,
@@ -706,7 +688,7 @@ fn seven_validators_live_with_two_crashed_and_stalled_with_three() {
 #[test]
 #[ignore]
 fn many_seeds() {
-    for seed in 1_001..3_000 {
+    for seed in 1_000..3_000 {
         scenario(
             4,
             seed,
