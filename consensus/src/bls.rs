@@ -432,8 +432,8 @@ serde_via_bytes!(ProofOfPossession, SIGNATURE_LEN);
 // ---------------------------------------------------------------------------------------------
 // Votes.
 
-/// The two vote steps of a round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The two vote steps of a round (shared by the protocol core and the certificates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum VoteKind {
     Prevote = 1,
     Precommit = 2,

@@ -20,12 +20,7 @@ pub enum Step {
     Precommit,
 }
 
-/// The two kinds of vote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum VoteKind {
-    Prevote,
-    Precommit,
-}
+pub use crate::bls::VoteKind;
 
 /// A proposer's proposal (its block travels with it; validity is the driver's verdict).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

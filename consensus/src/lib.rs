@@ -16,3 +16,4 @@
 
 pub mod bls;
 pub mod core;
+pub mod light;
