@@ -6,7 +6,7 @@ use bpu_ledger::api::{status_text, Cursor, TxState};
 use bpu_ledger::client::{nonce, Client, Signer};
 use bpu_ledger::format::{TxStatus, Wire};
 use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Role};
-use bpu_ledger::node::{hex, Node, NodeConfig};
+use bpu_ledger::node::{Node, NodeConfig};
 use bpu_ledger::order::{now_ms, CutterConfig};
 use bpu_ledger::system;
 use bpu_runtime::{CryptoService, PublicKey, SigningKey};
@@ -15,6 +15,11 @@ use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+/// Lower-case hex of bytes (ids, keys and digests in output).
+fn hex(b: &[u8]) -> String {
+    ::hex::encode(b)
+}
 
 /// Default client/node address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7050";
@@ -651,6 +656,20 @@ async fn connect(c: &ClientArgs, need_key: bool) -> Result<(Client, Option<Signe
     Ok((client, signer))
 }
 
+/// Connects with `c`'s key (required) and signs one call of `contract.method(args)`.
+async fn signed_call(
+    c: &ClientArgs,
+    contract: &str,
+    version: Option<u32>,
+    method: &str,
+    args: Vec<u8>,
+) -> Result<(Client, bpu_ledger::Transaction)> {
+    let (client, signer) = connect(c, true).await?;
+    let signer = signer.ok_or_else(|| anyhow!("no key"))?;
+    let tx = signer.sign(contract, version, method, args, nonce())?;
+    Ok((client, tx))
+}
+
 async fn submit_and_wait(
     client: &mut Client,
     tx: &bpu_ledger::Transaction,
@@ -724,9 +743,8 @@ pub fn contract(cmd: &ContractCmd) -> Result<ExitCode> {
                     code,
                     activate: !no_activate,
                 })?;
-                let (mut c, s) = connect(client, true).await?;
-                let s = s.ok_or_else(|| anyhow!("no key"))?;
-                let tx = s.sign(system::LIFECYCLE, None, "install", args, nonce())?;
+                let (mut c, tx) =
+                    signed_call(client, system::LIFECYCLE, None, "install", args).await?;
                 submit_and_wait(&mut c, &tx, true, "u32", client.json).await
             }
             ContractCmd::Activate {
@@ -738,9 +756,8 @@ pub fn contract(cmd: &ContractCmd) -> Result<ExitCode> {
                     name: name.clone(),
                     version: *version,
                 })?;
-                let (mut c, s) = connect(client, true).await?;
-                let s = s.ok_or_else(|| anyhow!("no key"))?;
-                let tx = s.sign(system::LIFECYCLE, None, "activate", args, nonce())?;
+                let (mut c, tx) =
+                    signed_call(client, system::LIFECYCLE, None, "activate", args).await?;
                 submit_and_wait(&mut c, &tx, true, "u32", client.json).await
             }
             ContractCmd::Call {
@@ -748,27 +765,25 @@ pub fn contract(cmd: &ContractCmd) -> Result<ExitCode> {
                 no_wait,
                 client,
             } => {
-                let (mut c, s) = connect(client, true).await?;
-                let s = s.ok_or_else(|| anyhow!("no key"))?;
-                let tx = s.sign(
+                let (mut c, tx) = signed_call(
+                    client,
                     &call.contract,
                     call.version,
                     &call.method,
                     encode_args(&call.args)?,
-                    nonce(),
-                )?;
+                )
+                .await?;
                 submit_and_wait(&mut c, &tx, !no_wait, &call.out, client.json).await
             }
             ContractCmd::Query { call, client } => {
-                let (mut c, s) = connect(client, true).await?;
-                let s = s.ok_or_else(|| anyhow!("no key"))?;
-                let tx = s.sign(
+                let (mut c, tx) = signed_call(
+                    client,
                     &call.contract,
                     call.version,
                     &call.method,
                     encode_args(&call.args)?,
-                    nonce(),
-                )?;
+                )
+                .await?;
                 let r = c.query(&tx).await?;
                 if client.json {
                     println!("{}", serde_json::json!({ "response": hex(&r) }));
@@ -808,9 +823,7 @@ pub fn member(cmd: &MemberCmd) -> Result<ExitCode> {
                 (client, "set_roles", args)
             }
         };
-        let (mut c, s) = connect(client, true).await?;
-        let s = s.ok_or_else(|| anyhow!("no key"))?;
-        let tx = s.sign(system::MEMBERSHIP, None, method, args, nonce())?;
+        let (mut c, tx) = signed_call(client, system::MEMBERSHIP, None, method, args).await?;
         submit_and_wait(&mut c, &tx, true, "u32", client.json).await
     })
 }

@@ -275,7 +275,7 @@ impl Node {
         let (tx, membership, tx_check) = self.admit(bytes, false).await?;
         let id = tx.id().0;
         if inner.pending.lock().contains(&id) || located(&inner.store, &id)?.is_some() {
-            return Err(Rejection::Replay(hex(&id)));
+            return Err(Rejection::Replay(hex::encode(id)));
         }
         let result = self.execute(&tx, &membership)?;
         let result_digest = result.digest().0;
@@ -296,7 +296,7 @@ impl Node {
         let leaf = merkle::leaf_hash(&bytes);
         // Claim the id before ordering, so a concurrent copy is a replay.
         if !inner.pending.lock().insert(id) {
-            return Err(Rejection::Replay(hex(&id)));
+            return Err(Rejection::Replay(hex::encode(id)));
         }
         if let Err(e) = inner.orderer.submit(Ordered {
             tx: etx,
@@ -623,11 +623,6 @@ fn key_version(v: StateVersion) -> KeyVersion {
     }
 }
 
-/// Hex of bytes (ids in messages).
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Reads one namespace of the state service.
 struct NsReader<'a> {
     state: &'a StateService,
@@ -748,7 +743,7 @@ fn recover(store: &BlockStore, state: &StateService, g: &Genesis) -> Result<Tip,
     if b0.header.prev_hash != g0.header.prev_hash {
         return Err(NodeError::OtherGenesis {
             found: b0.header.channel,
-            hash: hex(&b0.header.prev_hash),
+            hash: hex::encode(b0.header.prev_hash),
         });
     }
     if state.height().is_none() {
