@@ -17,7 +17,7 @@
 //!
 //! Start reading at [`format`] (the spec is `docs/formats.md`), then [`membership`], then
 //! [`node::Node`] (the pipeline; theory of operation in `docs/ledger.md`), [`server`] and
-//! [`client`].
+//! [`client`]. [`p2p`] is the node-to-node transport for consensus (`docs/network.md`).
 
 pub mod api;
 pub mod client;
@@ -25,6 +25,7 @@ pub mod format;
 pub mod membership;
 pub mod node;
 pub mod order;
+pub mod p2p;
 pub mod server;
 pub mod sigcache;
 pub mod store;
