@@ -2,10 +2,11 @@
 //! transactions, blocks, membership and events.
 
 use anyhow::{anyhow, bail, Context, Result};
+use bpu_consensus::bls::{BlsPublicKey, ProofOfPossession};
 use bpu_ledger::api::{status_text, Cursor, TxState};
 use bpu_ledger::client::{nonce, Client, Signer};
 use bpu_ledger::format::{TxStatus, Wire};
-use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Role};
+use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Role, ValidatorKey};
 use bpu_ledger::node::{Node, NodeConfig};
 use bpu_ledger::order::{now_ms, CutterConfig};
 use bpu_ledger::system;
@@ -46,10 +47,11 @@ pub struct ClientArgs {
 /// Key generation.
 #[derive(clap::Args)]
 pub struct KeygenArgs {
-    /// Where to write the PKCS#8 PEM private key.
+    /// Where to write the PEM private key; its public identity (P-256 key, derived BLS key and
+    /// proof of possession) goes to the same path with `.pub` appended.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Overwrite an existing file.
+    /// Overwrite existing files.
     #[arg(long)]
     pub force: bool,
     /// Device that checks the new key (a test signature verified on it): `cpu`, `sim://…`,
@@ -65,7 +67,9 @@ pub struct GenesisArgs {
     #[arg(long, default_value = "main")]
     pub channel: String,
     /// A member: `ORG/NAME:ROLE[,ROLE…]:KEYFILE` (roles admin, writer, reader, validator; the
-    /// key file is a private or public PEM key). Repeat for each member.
+    /// key file is a private PEM key, the `.pub` identity file `bpu keygen` writes next to it,
+    /// or a bare P-256 public key, which cannot be a validator's: validators need the BLS key
+    /// of the first two). Repeat for each member.
     #[arg(long = "member", short, required = true)]
     pub members: Vec<String>,
     /// Endorsements (from distinct validators) each transaction needs.
@@ -239,7 +243,8 @@ pub enum BlockCmd {
 /// Membership commands (admin transactions).
 #[derive(clap::Subcommand)]
 pub enum MemberCmd {
-    /// Add a member: `ORG/NAME:ROLE[,ROLE…]:KEYFILE`.
+    /// Add a member: `ORG/NAME:ROLE[,ROLE…]:KEYFILE` (the key file as for `bpu genesis
+    /// --member`: a validator needs its private key or its `.pub` identity file).
     Add {
         member: String,
         #[command(flatten)]
@@ -254,10 +259,63 @@ pub enum MemberCmd {
     },
 }
 
+/// A member's public identity (TOML), written by `bpu keygen` next to the private key as
+/// `<key>.pub`: what another organization needs to put the member in a genesis or add it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFile {
+    /// Uncompressed SEC1 P-256 public key, hex (65 bytes).
+    pub p256: String,
+    /// BLS12-381 public key derived from the private key, compressed G1, hex (48 bytes).
+    pub bls: String,
+    /// Its proof of possession, compressed G2, hex (96 bytes).
+    pub pop: String,
+}
+
+impl IdentityFile {
+    fn new(k: &SigningKey) -> IdentityFile {
+        let vk = ValidatorKey::derived(k);
+        IdentityFile {
+            p256: hex(&k.public_key().to_sec1()),
+            bls: hex(&vk.key.to_bytes()),
+            pop: hex(&vk.pop.to_bytes()),
+        }
+    }
+
+    /// The keys it names; the BLS points are checked and the proof of possession verified.
+    fn keys(&self) -> Result<(PublicKey, ValidatorKey)> {
+        let bytes = |field: &str, v: &str| {
+            ::hex::decode(v.trim()).with_context(|| format!("{field} is not hex"))
+        };
+        let p256 = PublicKey::from_sec1(&bytes("p256", &self.p256)?)
+            .context("p256 is not an uncompressed SEC1 P-256 key")?;
+        let vk = ValidatorKey {
+            key: BlsPublicKey::from_bytes(&bytes("bls", &self.bls)?)
+                .context("bls is not a 48-byte compressed BLS12-381 public key")?,
+            pop: ProofOfPossession::from_bytes(&bytes("pop", &self.pop)?)
+                .context("pop is not a 96-byte compressed BLS12-381 signature")?,
+        };
+        if !vk.verify() {
+            bail!("the proof of possession does not verify for the BLS key");
+        }
+        Ok((p256, vk))
+    }
+}
+
+/// Where `bpu keygen` writes the public identity of the key at `key`: `key` + `.pub`.
+pub fn identity_path(key: &Path) -> PathBuf {
+    let mut p = key.as_os_str().to_owned();
+    p.push(".pub");
+    PathBuf::from(p)
+}
+
 /// `bpu keygen`.
 pub fn keygen(a: &KeygenArgs) -> Result<ExitCode> {
-    if a.out.exists() && !a.force {
-        bail!("{} exists; pass --force to overwrite it", a.out.display());
+    let id_path = identity_path(&a.out);
+    for p in [&a.out, &id_path] {
+        if p.exists() && !a.force {
+            bail!("{} exists; pass --force to overwrite it", p.display());
+        }
     }
     let k = SigningKey::generate()?;
     // A fresh key must sign and verify before it is written.
@@ -276,10 +334,21 @@ pub fn keygen(a: &KeygenArgs) -> Result<ExitCode> {
         );
     }
     write_key(&a.out, &k)?;
+    let id = IdentityFile::new(&k);
+    let text =
+        format!(
+        "# bpu public identity of {}: the member's P-256 key, and the BLS key it votes with as a\n\
+         # validator (derived from the private key) with its proof of possession.\n{}",
+        a.out.file_name().map_or(a.out.display(), |n| Path::new(n).display()),
+        toml::to_string(&id)?
+    );
+    std::fs::write(&id_path, text).with_context(|| format!("writing {}", id_path.display()))?;
     let pk = k.public_key().to_sec1();
-    println!("wrote {}", a.out.display());
+    println!("wrote {} and {}", a.out.display(), id_path.display());
     println!("public key (SEC1): {}", hex(&pk));
     println!("account id:        {}", hex(&account_id(&pk)));
+    println!("BLS key (G1):      {}", id.bls);
+    println!("BLS PoP (G2):      {}", id.pop);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -304,13 +373,50 @@ fn read_private(path: &Path) -> Result<SigningKey> {
     SigningKey::from_pem(&b).with_context(|| format!("{}", path.display()))
 }
 
-/// A public key from a private or public PEM (or DER/SEC1) file.
-fn read_public(path: &Path) -> Result<PublicKey> {
+/// A member's keys from a key file: a private PEM key (the BLS key is derived from it), a `.pub`
+/// identity file (TOML, `bpu keygen`), or a bare P-256 public key (PEM, DER or SEC1; no BLS key).
+fn read_identity(path: &Path) -> Result<(PublicKey, Option<ValidatorKey>)> {
     let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if let Ok(k) = SigningKey::from_pem(&b) {
-        return Ok(k.public_key());
+        return Ok((k.public_key(), Some(ValidatorKey::derived(&k))));
     }
-    PublicKey::parse(&b).with_context(|| format!("{}: not a P-256 key", path.display()))
+    if let Ok(text) = std::str::from_utf8(&b) {
+        // A TOML identity file names `p256`; anything else is tried as a public key.
+        if let Ok(table) = text.parse::<toml::Table>() {
+            if table.contains_key("p256") {
+                let id: IdentityFile = toml::from_str(text)
+                    .with_context(|| format!("{} is not an identity file", path.display()))?;
+                let (pk, vk) = id.keys().with_context(|| format!("{}", path.display()))?;
+                return Ok((pk, Some(vk)));
+            }
+        }
+    }
+    let pk = PublicKey::parse(&b).with_context(|| {
+        format!(
+            "{}: not a P-256 private key, .pub identity file or public key",
+            path.display()
+        )
+    })?;
+    Ok((pk, None))
+}
+
+/// A public key from any key file [`read_identity`] reads.
+fn read_public(path: &Path) -> Result<PublicKey> {
+    read_identity(path).map(|(pk, _)| pk)
+}
+
+/// A member's keys for `roles`: validators need a BLS key, so a bare public key will not do.
+fn member_keys(path: &Path, roles: u8) -> Result<(PublicKey, Option<ValidatorKey>)> {
+    let (pk, bls) = read_identity(path)?;
+    if bls.is_none() && roles & Role::Validator as u8 != 0 {
+        bail!(
+            "{} is a bare P-256 public key, but a validator needs its BLS key too: pass the \
+             key's .pub identity file (written by bpu keygen next to the private key) or the \
+             private key",
+            path.display()
+        );
+    }
+    Ok((pk, bls))
 }
 
 fn parse_roles(s: &str) -> Result<u8> {
@@ -350,11 +456,13 @@ fn make_genesis(channel: &str, members: &[String], params: ChannelParams) -> Res
                 m.orgs.len() - 1
             }
         };
+        let (pk, bls) = member_keys(&key, roles)?;
         m.members.push(Member {
             org: org_index as u32,
             name,
-            key: read_public(&key)?.to_sec1().to_vec(),
+            key: pk.to_sec1().to_vec(),
             roles,
+            bls,
         });
     }
     let g = Genesis {
@@ -803,11 +911,13 @@ pub fn member(cmd: &MemberCmd) -> Result<ExitCode> {
         let (client, method, args) = match cmd {
             MemberCmd::Add { member, client } => {
                 let (org, name, roles, key) = parse_member(member)?;
+                let (pk, bls) = member_keys(&key, roles)?;
                 let args = postcard::to_allocvec(&system::AddMemberArgs {
                     org,
                     name,
-                    key: read_public(&key)?.to_sec1().to_vec(),
+                    key: pk.to_sec1().to_vec(),
                     roles,
+                    bls,
                 })?;
                 (client, "add_member", args)
             }

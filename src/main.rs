@@ -85,8 +85,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Make a P-256 key pair for a member or node (PKCS#8 PEM); prints its public key and
-    /// account id.
+    /// Make a P-256 key pair for a member or node (PEM) and its public identity file `<out>.pub`
+    /// (P-256 key, the BLS key derived from the private key, its proof of possession); prints
+    /// the public keys and the account id.
     Keygen(ledger_cli::KeygenArgs),
     /// Write a channel's genesis file: organizations, members with keys and roles, block cutter
     /// and endorsement parameters.

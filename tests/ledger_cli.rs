@@ -356,10 +356,38 @@ fn keygen_genesis_and_node_from_a_config_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let p = |f: &str| d.join(f).display().to_string();
-    for who in ["admin", "node0"] {
+    for who in ["admin", "node0", "carol"] {
         let o = run(&["keygen", "-o", &p(&format!("{who}.pem"))]);
-        assert!(stdout(&o).contains("account id"), "{}", stdout(&o));
+        let out = stdout(&o);
+        assert!(out.contains("account id"), "{out}");
+        // It prints the derived BLS key and proof of possession, and writes them with the
+        // P-256 key to the public identity file next to the key.
+        let id: toml::Table = toml::from_str(
+            &std::fs::read_to_string(p(&format!("{who}.pem.pub"))).expect("identity file"),
+        )
+        .expect("toml");
+        let field = |f: &str| id[f].as_str().expect("string").to_string();
+        assert_eq!(
+            (field("p256").len(), field("bls").len(), field("pop").len()),
+            (130, 96, 192)
+        );
+        assert!(
+            out.contains(&field("bls")) && out.contains(&field("pop")),
+            "{out}"
+        );
+        let key = SigningKey::from_pem(&std::fs::read(p(&format!("{who}.pem"))).expect("key"))
+            .expect("pem");
+        let vk = bpu_ledger::ValidatorKey::derived(&key);
+        assert_eq!(field("bls"), hex::encode(vk.key.to_bytes()));
+        assert_eq!(field("pop"), hex::encode(vk.pop.to_bytes()));
+        assert_eq!(field("p256"), hex::encode(key.public_key().to_sec1()));
     }
+    // A bare P-256 public key (SEC1 bytes), e.g. from another tool.
+    let carol_key = SigningKey::from_pem(&std::fs::read(p("carol.pem")).expect("key"))
+        .expect("pem")
+        .public_key()
+        .to_sec1();
+    std::fs::write(p("carol.sec1"), carol_key).expect("write");
     // keygen refuses to overwrite without --force.
     let o = bpu()
         .args(["keygen", "-o", &p("admin.pem")])
@@ -373,14 +401,65 @@ fn keygen_genesis_and_node_from_a_config_file() {
         .expect("run");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("ORG/NAME"));
+    // A bare public key cannot be a validator's: the error points at the .pub file.
+    let o = bpu()
+        .args([
+            "genesis",
+            "--member",
+            &format!("acme/carol:validator:{}", p("carol.sec1")),
+            "-o",
+            &p("g.bin"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(".pub"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A tampered identity file (the proof of possession of another key) is refused.
+    let admin_id = std::fs::read_to_string(p("admin.pem.pub")).expect("read");
+    let carol_id = std::fs::read_to_string(p("carol.pem.pub")).expect("read");
+    let pop = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("pop"))
+            .expect("pop line")
+            .to_string()
+    };
+    std::fs::write(
+        p("forged.pub"),
+        admin_id.replace(&pop(&admin_id), &pop(&carol_id)),
+    )
+    .expect("write");
+    let o = bpu()
+        .args([
+            "genesis",
+            "--member",
+            &format!("acme/node9:validator:{}", p("forged.pub")),
+            "-o",
+            &p("g.bin"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("proof of possession"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The genesis from public identity files only (no private key leaves its owner); a bare
+    // public key is fine for a non-validator.
     run(&[
         "genesis",
         "--channel",
         "cfgnet",
         "--member",
-        &format!("acme/admin:admin,writer,reader:{}", p("admin.pem")),
+        &format!("acme/admin:admin,writer,reader:{}", p("admin.pem.pub")),
         "--member",
-        &format!("acme/node0:validator:{}", p("node0.pem")),
+        &format!("acme/node0:validator:{}", p("node0.pem.pub")),
+        "--member",
+        &format!("other/carol:reader:{}", p("carol.sec1")),
         "--block-timeout-ms",
         "50",
         "-o",
@@ -394,8 +473,35 @@ fn keygen_genesis_and_node_from_a_config_file() {
             g.membership.members.len(),
             g.params.block_timeout_ms
         ),
-        ("cfgnet", 2, 50)
+        ("cfgnet", 3, 50)
     );
+    // The validator set is read from the membership: node0, with the key derived from its
+    // private key file.
+    let node0 = SigningKey::from_pem(&std::fs::read(p("node0.pem")).expect("key")).expect("pem");
+    let vs = g.membership.validator_set().expect("validator set");
+    assert_eq!(vs.members, vec![1]);
+    assert_eq!(
+        vs.set.keys(),
+        &[bpu_ledger::ValidatorKey::derived(&node0).key]
+    );
+    assert_eq!(g.membership.members[2].bls, None);
+    // The same genesis from the private keys has the same members.
+    run(&[
+        "genesis",
+        "--channel",
+        "cfgnet",
+        "--member",
+        &format!("acme/admin:admin,writer,reader:{}", p("admin.pem")),
+        "--member",
+        &format!("acme/node0:validator:{}", p("node0.pem")),
+        "--member",
+        &format!("other/carol:reader:{}", p("carol.sec1")),
+        "-o",
+        &p("genesis-private.bin"),
+    ]);
+    let g2 = Genesis::decode(&std::fs::read(p("genesis-private.bin")).expect("read"))
+        .expect("valid genesis");
+    assert_eq!(g2.membership, g.membership);
     let addr = free_addr();
     std::fs::write(
         p("node.toml"),
@@ -441,4 +547,31 @@ fn keygen_genesis_and_node_from_a_config_file() {
     ]);
     assert!(stdout(&o).contains("valid"));
     assert!(d.join("data/blocks.redb").exists());
+    // Another organization's node joins as a validator from its identity file; a bare public
+    // key cannot.
+    run(&["keygen", "-o", &p("node1.pem")]);
+    let o = run(&[
+        "member",
+        "add",
+        &format!("other/node1:validator,reader:{}", p("node1.pem.pub")),
+        "--node",
+        &addr,
+        "-k",
+        &p("admin.pem"),
+    ]);
+    assert!(stdout(&o).contains("valid"), "{}", stdout(&o));
+    let o = bpu()
+        .args([
+            "member",
+            "add",
+            &format!("other/node2:validator:{}", p("carol.sec1")),
+            "--node",
+            &addr,
+            "-k",
+            &p("admin.pem"),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(".pub"));
 }

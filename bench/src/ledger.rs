@@ -12,7 +12,7 @@
 use crate::verify::{openssl_figures, OpensslFigures};
 use bpu_ledger::client::{Client, Signer};
 use bpu_ledger::format::{TxStatus, Wire};
-use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Role};
+use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Role, ValidatorKey};
 use bpu_ledger::node::{Node, NodeConfig};
 use bpu_ledger::order::CutterConfig;
 use bpu_ledger::system;
@@ -144,6 +144,7 @@ fn make_net(accounts: usize, timeout_ms: u32) -> Result<Net, String> {
         name: format!("m{i}"),
         key: k.public_key().to_sec1().to_vec(),
         roles,
+        bls: (roles & Role::Validator as u8 != 0).then(|| ValidatorKey::derived(k)),
     };
     let mut members = vec![
         member(

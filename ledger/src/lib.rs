@@ -32,4 +32,4 @@ pub mod store;
 pub mod system;
 
 pub use format::{Block, BlockHeader, EndorsedTx, FormatError, Receipt, Transaction, TxBody, Wire};
-pub use membership::{Genesis, Membership, Role};
+pub use membership::{derive_bls, Genesis, Membership, Role, ValidatorKey, Validators};

@@ -1,10 +1,18 @@
-//! Channel membership and genesis: organizations, members with P-256 keys and roles, channel
-//! parameters; the genesis message every node of a channel starts from (spec: docs/formats.md).
+//! Channel membership and genesis: organizations, members with P-256 keys and roles, validators'
+//! BLS12-381 keys, channel parameters; the genesis message every node of a channel starts from
+//! (spec: docs/formats.md).
+//!
+//! Invariants (checked by [`Membership::validate`]):
+//! - Every member holding [`Role::Validator`] has a [`ValidatorKey`]; the validator set of a
+//!   channel ([`Membership::validator_set`]) is read from the membership alone.
+//! - BLS keys are unique across members and each comes with a proof of possession that verifies.
 
 use crate::format::{limits, FormatError, Wire, VERSION};
-use bpu_runtime::{Digest, PublicKey};
+use bpu_consensus::bls::{BlsPublicKey, BlsSecretKey, ProofOfPossession, ValidatorSet};
+use bpu_runtime::{Digest, PublicKey, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use std::sync::Arc;
 
 /// What a member may do, as bits of [`Member::roles`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,6 +51,8 @@ impl Role {
 /// Most organizations and members in one membership.
 pub const MAX_ORGS: usize = 256;
 pub const MAX_MEMBERS: usize = 1 << 16;
+/// Most members holding the validator role (the consensus's limit on a validator set).
+pub const MAX_VALIDATORS: usize = bpu_consensus::bls::MAX_VALIDATORS;
 
 /// An organization.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -60,6 +70,95 @@ pub struct Member {
     pub key: Vec<u8>,
     /// Bits of [`Role`].
     pub roles: u8,
+    /// The BLS key it votes with in consensus; required with [`Role::Validator`].
+    pub bls: Option<ValidatorKey>,
+}
+
+/// A validator's BLS12-381 public key (48 bytes compressed G1) with its proof of possession
+/// (96 bytes compressed G2). Both are point-checked when decoded; the proof is verified by
+/// [`Membership::validate`] and by `_membership.add_member`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidatorKey {
+    pub key: BlsPublicKey,
+    pub pop: ProofOfPossession,
+}
+
+impl ValidatorKey {
+    /// The public key and proof of possession of a secret key.
+    pub fn of(secret: &BlsSecretKey) -> ValidatorKey {
+        ValidatorKey {
+            key: secret.public_key(),
+            pop: secret.prove_possession(),
+        }
+    }
+
+    /// The public key and proof of possession of the BLS key derived from a node's P-256 key
+    /// ([`derive_bls`]).
+    pub fn derived(key: &SigningKey) -> ValidatorKey {
+        ValidatorKey::of(&derive_bls(key))
+    }
+
+    /// Whether the proof of possession verifies for the key (one pairing check).
+    pub fn verify(&self) -> bool {
+        self.key.verify_possession(&self.pop)
+    }
+}
+
+/// Domain separation prefix of [`derive_bls`].
+pub const BLS_DERIVE_DOMAIN: &[u8] = b"bpu.bls.derive.v1";
+
+/// The node's BLS secret key, derived from its P-256 signing key so a node keeps one key file:
+/// `KeyGen(IKM)` of the IETF BLS draft (`BlsSecretKey::from_ikm`) with
+/// IKM = SHA-256(`BLS_DERIVE_DOMAIN` ‖ the 32-byte big-endian P-256 private scalar).
+///
+/// The scalar, not the key file's bytes, is hashed: one key has several valid encodings (SEC1 or
+/// PKCS#8, with or without its public key) and `SigningKey::to_pem` re-encodes the form it was
+/// read from, so hashing the encoding would give one key different BLS keys.
+///
+/// # Panics
+///
+/// Only if the runtime's own encoding of a valid key cannot be encoded or parsed back, which
+/// would be a bug in the runtime (an error is no use to a caller: there is no other way to derive).
+pub fn derive_bls(key: &SigningKey) -> BlsSecretKey {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    use p256::elliptic_curve::zeroize::Zeroize;
+    use p256::pkcs8::DecodePrivateKey;
+    let mut pem = key
+        .to_pem()
+        .unwrap_or_else(|e| panic!("derive_bls: cannot encode the signing key: {e}"));
+    let parsed = pem_der(pem.as_bytes()).and_then(|mut der| {
+        let k = p256::SecretKey::from_sec1_der(&der)
+            .or_else(|_| p256::SecretKey::from_pkcs8_der(&der))
+            .ok();
+        der.zeroize();
+        k
+    });
+    pem.zeroize();
+    let secret =
+        parsed.unwrap_or_else(|| panic!("derive_bls: the runtime's key encoding does not parse"));
+    // The parse must give the signing key itself.
+    assert_eq!(
+        secret.public_key().to_encoded_point(false).as_bytes(),
+        key.public_key().to_sec1().as_slice(),
+        "derive_bls: the parsed key is not the signing key"
+    );
+    let mut scalar = secret.to_bytes();
+    let mut h = Sha256::new();
+    h.update(BLS_DERIVE_DOMAIN);
+    h.update(scalar);
+    scalar.zeroize();
+    let mut ikm: [u8; 32] = h.finalize().into();
+    // 32 bytes of IKM are always enough for `from_ikm`.
+    let bls = BlsSecretKey::from_ikm(&ikm).unwrap_or_else(|_| unreachable!("32 bytes of IKM"));
+    ikm.zeroize();
+    bls
+}
+
+/// The DER inside a PEM document (any label).
+fn pem_der(pem: &[u8]) -> Option<Vec<u8>> {
+    p256::pkcs8::der::pem::decode_vec(pem)
+        .ok()
+        .map(|(_, der)| der)
 }
 
 impl Member {
@@ -99,8 +198,52 @@ impl Membership {
             .collect()
     }
 
+    /// The validator set of the channel: the members holding [`Role::Validator`], in ascending
+    /// membership index, with their BLS keys (each proof of possession is verified again).
+    pub fn validator_set(&self) -> Result<Validators, FormatError> {
+        let members = self.with_role(Role::Validator);
+        let mut keys = Vec::with_capacity(members.len());
+        for &i in &members {
+            let m = &self.members[i as usize];
+            let vk = m.bls.ok_or_else(|| {
+                FormatError::Invalid(format!(
+                    "member {} ({i}) is a validator without a BLS key",
+                    m.name
+                ))
+            })?;
+            keys.push((vk.key, vk.pop));
+        }
+        let name = |v: usize| {
+            members
+                .get(v)
+                .and_then(|&i| self.member(i))
+                .map_or_else(|| format!("#{v}"), |m| m.name.clone())
+        };
+        let set = ValidatorSet::new(keys).map_err(|e| {
+            use bpu_consensus::bls::BlsError;
+            FormatError::Invalid(match e {
+                BlsError::BadPop(v) => format!(
+                    "member {}: the proof of possession of its BLS key does not verify",
+                    name(v)
+                ),
+                BlsError::DuplicateKey { index, first } => format!(
+                    "member {}: its BLS key belongs to member {} already",
+                    name(index),
+                    name(first)
+                ),
+                BlsError::EmptySet => "no member holds the validator role".into(),
+                other => format!("validator set: {other}"),
+            })
+        })?;
+        Ok(Validators {
+            members,
+            set: Arc::new(set),
+        })
+    }
+
     /// Structure and limits; members without roles (revoked by an admin transaction) are allowed
-    /// only when `allow_revoked` (never in a genesis).
+    /// only when `allow_revoked` (never in a genesis). Validators must have BLS keys; BLS keys are
+    /// unique and their proofs of possession verify (one pairing check per key).
     pub fn validate(&self, allow_revoked: bool) -> Result<(), FormatError> {
         if self.orgs.len() > MAX_ORGS || self.members.len() > MAX_MEMBERS {
             return Err(FormatError::Invalid(format!(
@@ -121,6 +264,7 @@ impl Membership {
         }
         let mut seen = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
+        let mut bls_keys = std::collections::HashSet::new();
         for m in &self.members {
             crate::format::check_name("member", &m.name, limits::NAME)?;
             if m.org as usize >= self.orgs.len() {
@@ -153,8 +297,59 @@ impl Membership {
                     m.name
                 )));
             }
+            match &m.bls {
+                None if m.has(Role::Validator) => {
+                    return Err(FormatError::Invalid(format!(
+                        "member {}: a validator needs a BLS key and proof of possession",
+                        m.name
+                    )))
+                }
+                None => {}
+                Some(vk) => {
+                    if !bls_keys.insert(vk.key.to_bytes()) {
+                        return Err(FormatError::Invalid(format!(
+                            "member {}: its BLS key belongs to another member already",
+                            m.name
+                        )));
+                    }
+                    if !vk.verify() {
+                        return Err(FormatError::Invalid(format!(
+                            "member {}: the proof of possession of its BLS key does not verify",
+                            m.name
+                        )));
+                    }
+                }
+            }
+        }
+        let validators = self.with_role(Role::Validator).len();
+        if validators > MAX_VALIDATORS {
+            return Err(FormatError::Invalid(format!(
+                "{validators} validators (limit {MAX_VALIDATORS})"
+            )));
         }
         Ok(())
+    }
+}
+
+/// A channel's validator set read from its membership ([`Membership::validator_set`]):
+/// validator index `i` of `set` (vote signers, certificate bitmaps) is membership index
+/// `members[i]`.
+#[derive(Clone, Debug)]
+pub struct Validators {
+    /// Membership indexes of the validators, ascending.
+    pub members: Vec<u32>,
+    pub set: Arc<ValidatorSet>,
+}
+
+impl Validators {
+    /// The validator index of membership index `member`, if it is a validator.
+    pub fn index_of(&self, member: u32) -> Option<u32> {
+        self.members.binary_search(&member).ok().map(|i| i as u32)
+    }
+
+    /// The membership index of validator `index`.
+    pub fn member(&self, index: u32) -> Option<u32> {
+        self.members.get(index as usize).copied()
     }
 }
 

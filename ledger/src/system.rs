@@ -5,7 +5,10 @@
 //! written by the system contracts"; docs/ledger.md, "Deployment and membership").
 
 use crate::format::{check_name, limits};
-use crate::membership::{ChannelParams, Member, Membership, Org, Role, MAX_MEMBERS, MAX_ORGS};
+use crate::membership::{
+    ChannelParams, Member, Membership, Org, Role, ValidatorKey, MAX_MEMBERS, MAX_ORGS,
+    MAX_VALIDATORS,
+};
 use bpu_runtime::StateVersion;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -55,6 +58,8 @@ pub struct AddMemberArgs {
     /// SEC1 uncompressed P-256 key.
     pub key: Vec<u8>,
     pub roles: u8,
+    /// BLS key and proof of possession; required with the validator role.
+    pub bls: Option<ValidatorKey>,
 }
 
 /// Arguments of `_membership.set_roles` (roles 0 revokes the member; its index stays taken).
@@ -238,6 +243,14 @@ fn key_index_key(key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// `_membership` key of the index holding a BLS public key (uniqueness): `bls/` ‖ its 48-byte
+/// compressed encoding.
+fn bls_index_key(vk: &ValidatorKey) -> Vec<u8> {
+    let mut k = b"bls/".to_vec();
+    k.extend(vk.key.to_bytes());
+    k
+}
+
 /// `_membership` key of the index holding (organization, name) (uniqueness).
 fn name_key(org: u32, name: &str) -> Vec<u8> {
     let mut k = b"name/".to_vec();
@@ -314,11 +327,36 @@ pub fn membership(method: &str, raw: &[u8], get: Get<'_>) -> Result<SysOutcome, 
             if rw.read(&name_key(org, &a.name))?.is_some() {
                 return Err(format!("organization already has a member {}", a.name));
             }
+            match &a.bls {
+                None if a.roles & Role::Validator as u8 != 0 => {
+                    return Err(format!(
+                        "member {}: the validator role needs a BLS key and proof of possession",
+                        a.name
+                    ))
+                }
+                None => {}
+                Some(vk) => {
+                    if rw.read(&bls_index_key(vk))?.is_some() {
+                        return Err(format!(
+                            "member {}: its BLS key belongs to a member already",
+                            a.name
+                        ));
+                    }
+                    if !vk.verify() {
+                        return Err(format!(
+                            "member {}: the proof of possession of its BLS key does not verify",
+                            a.name
+                        ));
+                    }
+                    rw.write(bls_index_key(vk), index.to_le_bytes().to_vec());
+                }
+            }
             let m = Member {
                 org,
                 name: a.name,
                 key: a.key,
                 roles: a.roles,
+                bls: a.bls,
             };
             rw.write(key_index_key(&m.key), index.to_le_bytes().to_vec());
             rw.write(name_key(org, &m.name), index.to_le_bytes().to_vec());
@@ -336,6 +374,12 @@ pub fn membership(method: &str, raw: &[u8], get: Get<'_>) -> Result<SysOutcome, 
                 Some(b) => postcard::from_bytes(&b).map_err(|e| format!("corrupt member: {e}"))?,
                 None => return Err(format!("no member {}", a.member)),
             };
+            if a.roles & Role::Validator as u8 != 0 && m.bls.is_none() {
+                return Err(format!(
+                    "member {} ({}) has no BLS key, so it cannot be a validator",
+                    m.name, a.member
+                ));
+            }
             count_roles(&mut rw, m.roles & !a.roles, -1)?;
             count_roles(&mut rw, a.roles & !m.roles, 1)?;
             m.roles = a.roles;
@@ -356,6 +400,11 @@ pub fn membership(method: &str, raw: &[u8], get: Get<'_>) -> Result<SysOutcome, 
         return Err("the change would leave the channel without an admin".into());
     }
     let validators = read_u32(&mut rw, &role_count_key(Role::Validator))?;
+    if validators as usize > MAX_VALIDATORS {
+        return Err(format!(
+            "the change would make {validators} validators, the limit is {MAX_VALIDATORS}"
+        ));
+    }
     if validators < params.endorsements {
         return Err(format!(
             "the change would leave {validators} validators, the endorsement policy needs {}",
@@ -386,6 +435,9 @@ pub fn genesis_writes(g: &crate::Genesis) -> Vec<(String, Vec<u8>, Vec<u8>)> {
         w.push((member_key(i), encode(mem)));
         w.push((key_index_key(&mem.key), i.to_le_bytes().to_vec()));
         w.push((name_key(mem.org, &mem.name), i.to_le_bytes().to_vec()));
+        if let Some(vk) = &mem.bls {
+            w.push((bls_index_key(vk), i.to_le_bytes().to_vec()));
+        }
     }
     w.into_iter()
         .map(|(k, v)| (MEMBERSHIP.to_string(), k, v))

@@ -264,6 +264,7 @@ async fn versioned_deployment_and_membership_changes() {
         name: "dave".into(),
         key: dave.public_key().to_sec1().to_vec(),
         roles: bpu_ledger::Role::Writer as u8,
+        bls: None,
     })
     .expect("enc");
     let r = call(&mut c, &admin, system::MEMBERSHIP, "add_member", add, 7).await;
@@ -277,6 +278,7 @@ async fn versioned_deployment_and_membership_changes() {
             name: name.into(),
             key,
             roles: bpu_ledger::Role::Reader as u8,
+            bls: None,
         })
         .expect("enc")
     };
@@ -305,6 +307,52 @@ async fn versioned_deployment_and_membership_changes() {
         )
         .expect("sign");
     assert!(matches!(rejected(c.submit(&tx).await), Rejection::Reverted(m) if m.contains("dave")));
+    // A validator needs a BLS key: added without one, or promoted without one, it reverts.
+    let erin = bpu_runtime::SigningKey::generate().expect("key");
+    let mut as_validator = system::AddMemberArgs {
+        org: "org2".into(),
+        name: "erin".into(),
+        key: erin.public_key().to_sec1().to_vec(),
+        roles: bpu_ledger::Role::Validator as u8,
+        bls: None,
+    };
+    let tx = admin
+        .sign(
+            system::MEMBERSHIP,
+            None,
+            "add_member",
+            postcard::to_allocvec(&as_validator).expect("enc"),
+            72,
+        )
+        .expect("sign");
+    assert!(
+        matches!(rejected(c.submit(&tx).await), Rejection::Reverted(m) if m.contains("erin") && m.contains("BLS"))
+    );
+    // Nor may it reuse the node's BLS key.
+    as_validator.bls = Some(bpu_ledger::ValidatorKey::derived(&keys.node));
+    let tx = admin
+        .sign(
+            system::MEMBERSHIP,
+            None,
+            "add_member",
+            postcard::to_allocvec(&as_validator).expect("enc"),
+            73,
+        )
+        .expect("sign");
+    assert!(
+        matches!(rejected(c.submit(&tx).await), Rejection::Reverted(m) if m.contains("BLS key belongs"))
+    );
+    let promote = postcard::to_allocvec(&system::SetRolesArgs {
+        member: index,
+        roles: bpu_ledger::Role::Validator as u8,
+    })
+    .expect("enc");
+    let tx = admin
+        .sign(system::MEMBERSHIP, None, "set_roles", promote, 74)
+        .expect("sign");
+    assert!(
+        matches!(rejected(c.submit(&tx).await), Rejection::Reverted(m) if m.contains("dave") && m.contains("BLS"))
+    );
     assert_eq!(
         c.member(&dave.public_key().to_sec1())
             .await

@@ -35,6 +35,7 @@ fn workload(keys: &Keys) -> Vec<(Vec<Transaction>, [TxStatus; 3])> {
         name: "dave".into(),
         key: dave.public_key().to_sec1().to_vec(),
         roles: bpu_ledger::Role::Writer as u8,
+        bls: None,
     })
     .expect("encode");
     let to = |who, amount| to_amount(&keys.id(who), amount);

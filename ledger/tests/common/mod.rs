@@ -5,7 +5,7 @@
 pub mod contracts;
 
 use bpu_ledger::client::{Client, Signer};
-use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Role};
+use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Role, ValidatorKey};
 use bpu_ledger::node::{Node, NodeConfig};
 use bpu_ledger::order::CutterConfig;
 use bpu_ledger::system;
@@ -51,6 +51,10 @@ impl Keys {
             name: name.into(),
             key: key.public_key().to_sec1().to_vec(),
             roles: roles.iter().fold(0, |r, x| r | *x as u8),
+            // Validators vote with the BLS key derived from their node key.
+            bls: roles
+                .contains(&Role::Validator)
+                .then(|| ValidatorKey::derived(key)),
         };
         use Role::*;
         Genesis {
