@@ -31,6 +31,8 @@ pub const POP_DST: &[u8] = b"BLS_POP_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_";
 pub const VOTE_DOMAIN: &[u8] = b"bpu.consensus.vote.v1";
 /// Prefix hashed into a validator set's identifier.
 pub const SET_DOMAIN: &[u8] = b"bpu.consensus.validator-set.v1";
+/// Domain of the message a proposer signs for its proposal.
+pub const PROPOSAL_DOMAIN: &[u8] = b"bpu.consensus.proposal.v1";
 
 /// Bytes of a secret key (big-endian scalar).
 pub const SECRET_KEY_LEN: usize = 32;
@@ -476,6 +478,33 @@ pub fn vote_message(
             m.extend_from_slice(&h);
         }
     }
+    m
+}
+
+/// The bytes a proposer signs for its proposal of `block` at (height, round):
+/// `PROPOSAL_DOMAIN ‖ u64 BE channel length ‖ channel ‖ u64 BE height ‖ u32 BE round ‖
+/// u8 0 | u8 1 ‖ u32 BE valid round ‖ 32-byte block hash`.
+pub fn proposal_message(
+    channel: &str,
+    height: u64,
+    round: u32,
+    valid_round: Option<u32>,
+    block: &[u8; 32],
+) -> Vec<u8> {
+    let mut m = Vec::with_capacity(PROPOSAL_DOMAIN.len() + 8 + channel.len() + 8 + 4 + 5 + 32);
+    m.extend_from_slice(PROPOSAL_DOMAIN);
+    m.extend_from_slice(&(channel.len() as u64).to_be_bytes());
+    m.extend_from_slice(channel.as_bytes());
+    m.extend_from_slice(&height.to_be_bytes());
+    m.extend_from_slice(&round.to_be_bytes());
+    match valid_round {
+        None => m.push(0),
+        Some(r) => {
+            m.push(1);
+            m.extend_from_slice(&r.to_be_bytes());
+        }
+    }
+    m.extend_from_slice(block);
     m
 }
 

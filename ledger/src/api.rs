@@ -80,6 +80,9 @@ pub struct TxProof {
     /// Number of transactions in the block.
     pub block_txs: u32,
     pub path: Vec<[u8; 32]>,
+    /// The block's quorum certificate (empty under solo ordering): with the validator set it
+    /// proves the header committed (`light::verify_tx`).
+    pub cert: Vec<u8>,
 }
 
 impl TxProof {

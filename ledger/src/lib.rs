@@ -20,8 +20,10 @@
 //! [`client`]. [`p2p`] is the node-to-node transport for consensus (`docs/network.md`).
 
 pub mod api;
+pub mod bft;
 pub mod client;
 pub mod format;
+pub mod light;
 pub mod membership;
 pub mod node;
 pub mod order;
@@ -30,6 +32,7 @@ pub mod server;
 pub mod sigcache;
 pub mod store;
 pub mod system;
+pub mod wal;
 
 pub use format::{Block, BlockHeader, EndorsedTx, FormatError, Receipt, Transaction, TxBody, Wire};
 pub use membership::{derive_bls, Genesis, Membership, Role, ValidatorKey, Validators};

@@ -6,6 +6,7 @@
 //! crash at any instant loses no committed block and leaves state = replay of the chain.
 
 use crate::api::{Cursor, EventRecord, NodeInfo, Rejection, TxProof, TxState, PROTOCOL};
+use crate::bft::{BftContext, BftOrderer, BftSetup};
 use crate::format::{
     Block, BlockHeader, EndorsedTx, Endorsement, ExecResult, KeyVersion, Read, Receipt,
     Transaction, TxStatus, Wire, Write, VERSION,
@@ -53,6 +54,8 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    #[error("consensus: {0}")]
+    Bft(#[from] crate::bft::BftError),
 }
 
 /// What a node needs to start.
@@ -121,8 +124,8 @@ struct Inner {
     crypto: CryptoService,
     contracts: ContractService,
     state: StateService,
-    store: BlockStore,
-    membership: RwLock<Arc<Membership>>,
+    store: Arc<BlockStore>,
+    membership: Arc<RwLock<Arc<Membership>>>,
     params: ChannelParams,
     /// Contract programs by (name, version): installed code never changes.
     programs: Mutex<HashMap<(String, u32), Arc<Program>>>,
@@ -144,10 +147,20 @@ pub struct Node {
 
 impl Node {
     /// Opens the data directory (creating the chain from the genesis when empty), recovers,
-    /// and starts ordering and committing on the current tokio runtime.
+    /// and starts the solo orderer and committing on the current tokio runtime.
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        Node::start_with(cfg, None).await
+    }
+
+    /// Like [`Node::start`], ordering by BFT consensus with the channel's other validators over
+    /// `setup.net` (docs/consensus.md).
+    pub async fn start_bft(cfg: NodeConfig, setup: BftSetup) -> Result<Node, NodeError> {
+        Node::start_with(cfg, Some(setup)).await
+    }
+
+    async fn start_with(cfg: NodeConfig, bft: Option<BftSetup>) -> Result<Node, NodeError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
-        let store = BlockStore::open(&cfg.data_dir.join("blocks.redb"))?;
+        let store = Arc::new(BlockStore::open(&cfg.data_dir.join("blocks.redb"))?);
         let state = StateService::open(&cfg.data_dir.join("state"))?;
         let genesis = &cfg.genesis;
         let genesis_hash = genesis.hash().0;
@@ -161,22 +174,39 @@ impl Node {
             as u32;
 
         let tip = recover(&store, &state, genesis)?;
-        let membership = load_membership(&state)?;
+        let membership = Arc::new(RwLock::new(Arc::new(load_membership(&state)?)));
         let params = genesis.params.clone();
         let cutter = cfg
             .cutter
             .unwrap_or_else(|| CutterConfig::from_params(&params));
         let (block_tx, block_rx) = mpsc::channel(2);
         let clock = cfg.clock.unwrap_or_else(system_clock);
-        let orderer = SoloOrderer::start(
-            genesis.channel.clone(),
-            me,
-            cutter,
-            tip,
-            cfg.crypto.clone(),
-            clock.clone(),
-            block_tx,
-        );
+        let orderer: Arc<dyn Ordering> = match bft {
+            None => SoloOrderer::start(
+                genesis.channel.clone(),
+                me,
+                cutter,
+                tip,
+                cfg.crypto.clone(),
+                clock.clone(),
+                block_tx,
+            ),
+            Some(setup) => {
+                let reader = store.clone();
+                let ctx = BftContext {
+                    channel: genesis.channel.clone(),
+                    me_key,
+                    bls: crate::membership::derive_bls(&cfg.key),
+                    crypto: cfg.crypto.clone(),
+                    clock: clock.clone(),
+                    cutter,
+                    membership: membership.clone(),
+                    blocks: Arc::new(move |h| reader.get_bytes(h).ok().flatten()),
+                    wal: cfg.data_dir.join("consensus.wal"),
+                };
+                BftOrderer::start(ctx, setup, tip, block_tx)?
+            }
+        };
         let (tip_tx, _) = watch::channel(tip);
         let sigs = SigCache::start(cfg.crypto.clone());
         let inner = Arc::new(Inner {
@@ -189,7 +219,7 @@ impl Node {
             contracts: ContractService::new(ContractConfig::default()),
             state,
             store,
-            membership: RwLock::new(Arc::new(membership)),
+            membership,
             params,
             programs: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
@@ -543,6 +573,7 @@ impl Node {
             .ok_or_else(|| NodeError::Corrupt(format!("index {i} outside block {h}")))?;
         let receipt = receipt(&block, i as usize);
         Ok(Some(TxProof {
+            cert: block.cert,
             header: block.header,
             tx,
             receipt,

@@ -1,0 +1,569 @@
+//! BFT ordering end to end in one process: validators on loopback TCP, each a full node with its
+//! own data directory; same chain everywhere, certificates that verify, a 2|2 partition, a late
+//! node catching up, 7 validators with 2 and 3 down, and forged messages refused with reasons.
+
+#[path = "../../runtime/tests/common/contracts.rs"]
+mod contracts;
+
+use bpu_consensus::bls::{BlsSecretKey, ValidatorSet};
+use bpu_consensus::core::{Timeouts, Vote, VoteKind};
+use bpu_consensus::light::verify_commit;
+use bpu_ledger::bft::{BftSetup, Message, SignedProposal, SignedVote};
+use bpu_ledger::client::{Client, Signer};
+use bpu_ledger::format::{Block, TxStatus, Wire, VERSION};
+use bpu_ledger::membership::{
+    derive_bls, ChannelParams, Genesis, Member, Membership, Org, Role, ValidatorKey,
+};
+use bpu_ledger::node::{Node, NodeConfig};
+use bpu_ledger::order::CutterConfig;
+use bpu_ledger::p2p::{Admit, ChannelSpec, NetConfig, Network, PeerId};
+use bpu_ledger::system;
+use bpu_runtime::{CryptoService, SigningKey};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+const CHANNEL: &str = "bft";
+/// Members before the validators: admin 0, alice 1.
+const ADMIN: u32 = 0;
+
+fn copy(k: &SigningKey) -> SigningKey {
+    SigningKey::from_pem(k.to_pem().expect("pem").as_bytes()).expect("key")
+}
+
+/// Log lines of every node in this test binary, to check that rejections say why.
+fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn,bpu_ledger=info")
+            .with_writer(move || Writer(b.clone()))
+            .with_ansi(false)
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+struct Writer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(b);
+        }
+        std::io::stderr().write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logged(what: &str) -> bool {
+    let l = logs();
+    let v = l.lock().expect("logs");
+    String::from_utf8_lossy(&v).contains(what)
+}
+
+/// A channel of `n` validators and its clients.
+struct Net {
+    admin: SigningKey,
+    alice: SigningKey,
+    nodes: Vec<SigningKey>,
+    addrs: Vec<String>,
+    genesis: Genesis,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        logs();
+        let k = || SigningKey::generate().expect("keygen");
+        let admin = k();
+        let alice = k();
+        let nodes: Vec<SigningKey> = (0..n).map(|_| k()).collect();
+        let member = |name: String, key: &SigningKey, roles: &[Role], validator: bool| Member {
+            org: 0,
+            name,
+            key: key.public_key().to_sec1().to_vec(),
+            roles: roles.iter().fold(0, |r, x| r | *x as u8),
+            bls: validator.then(|| {
+                let s = derive_bls(key);
+                ValidatorKey {
+                    key: s.public_key(),
+                    pop: s.prove_possession(),
+                }
+            }),
+        };
+        use Role::*;
+        let mut members = vec![
+            member("admin".into(), &admin, &[Admin, Writer, Reader], false),
+            member("alice".into(), &alice, &[Writer, Reader], false),
+        ];
+        for (i, key) in nodes.iter().enumerate() {
+            members.push(member(format!("node{i}"), key, &[Validator, Reader], true));
+        }
+        let genesis = Genesis {
+            version: VERSION,
+            channel: CHANNEL.into(),
+            created_ms: 1_700_000_000_000,
+            membership: Membership {
+                orgs: vec![Org { name: "org".into() }],
+                members,
+            },
+            params: ChannelParams {
+                block_max_txs: 500,
+                block_timeout_ms: 100,
+                ..ChannelParams::default()
+            },
+        };
+        Net {
+            admin,
+            alice,
+            addrs: (0..n).map(|_| free_addr()).collect(),
+            dirs: (0..n)
+                .map(|_| tempfile::tempdir().expect("tempdir"))
+                .collect(),
+            nodes,
+            genesis,
+        }
+    }
+
+    fn set(&self) -> ValidatorSet {
+        let v = self
+            .genesis
+            .membership
+            .validator_set()
+            .expect("validator set");
+        (*v.set).clone()
+    }
+
+    fn peer(&self, i: usize) -> PeerId {
+        PeerId(self.nodes[i].public_key().to_sec1())
+    }
+
+    /// Starts validator `i`: its network on its address, its node, its client API.
+    async fn start(&self, i: usize) -> Running {
+        let spec = ChannelSpec {
+            name: CHANNEL.into(),
+            genesis_hash: self.genesis.hash().0,
+        };
+        let admit: Admit = Default::default();
+        let (net, mut rx) = Network::start(
+            NetConfig {
+                listen: self.addrs[i].parse().expect("addr"),
+                peers: self.addrs.clone(),
+                key: copy(&self.nodes[i]),
+                max_frame: bpu_ledger::p2p::DEFAULT_MAX_FRAME,
+                queue: bpu_ledger::p2p::DEFAULT_QUEUE,
+            },
+            vec![(spec, admit.clone())],
+        )
+        .await
+        .expect("network starts");
+        let inbound = rx.remove(CHANNEL).expect("channel inbound");
+        let node = Node::start_bft(
+            NodeConfig {
+                data_dir: self.dirs[i].path().to_path_buf(),
+                genesis: self.genesis.clone(),
+                key: copy(&self.nodes[i]),
+                crypto: CryptoService::cpu(),
+                cutter: Some(CutterConfig {
+                    max_txs: 500,
+                    max_bytes: 2 << 20,
+                    timeout: Duration::from_millis(100),
+                    queue: 100_000,
+                }),
+                clock: None,
+            },
+            BftSetup {
+                net: net.clone(),
+                inbound,
+                admit,
+                timeouts: Some(Timeouts {
+                    propose_ms: 800,
+                    prevote_ms: 300,
+                    precommit_ms: 300,
+                }),
+            },
+        )
+        .await
+        .expect("node starts");
+        let addr = bpu_ledger::server::spawn(node.clone(), "127.0.0.1:0")
+            .await
+            .expect("client API")
+            .to_string();
+        Running { node, net, addr }
+    }
+
+    fn signer(&self, member: u32) -> Signer {
+        Signer {
+            key: copy(if member == ADMIN {
+                &self.admin
+            } else {
+                &self.alice
+            }),
+            channel: CHANNEL.into(),
+            member,
+        }
+    }
+
+    /// Admin transactions that need no contract: adding members (each one a valid write).
+    async fn add_members(&self, via: &Running, first: u32, count: u32) -> Vec<[u8; 32]> {
+        let mut c = Client::connect(&via.addr).await.expect("connect");
+        let mut ids = Vec::new();
+        for i in first..first + count {
+            let key = SigningKey::generate().expect("keygen");
+            let args = postcard::to_allocvec(&system::AddMemberArgs {
+                org: "org".into(),
+                name: format!("user{i}"),
+                key: key.public_key().to_sec1().to_vec(),
+                roles: Role::Reader as u8,
+                bls: None,
+            })
+            .expect("encode");
+            let tx = self
+                .signer(ADMIN)
+                .sign(
+                    system::MEMBERSHIP,
+                    None,
+                    "add_member",
+                    args,
+                    1_000 + u64::from(i),
+                )
+                .expect("sign");
+            ids.push(c.submit(&tx).await.expect("accepted"));
+        }
+        ids
+    }
+}
+
+struct Running {
+    node: Node,
+    net: Network,
+    addr: String,
+}
+
+/// Waits until every node's tip is at least `height`.
+async fn until_height(nodes: &[&Running], height: u64, within: Duration) {
+    let t = tokio::time::Instant::now() + within;
+    loop {
+        let hs: Vec<u64> = nodes.iter().map(|r| r.node.tip().height).collect();
+        if hs.iter().all(|&h| h >= height) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < t,
+            "heights {hs:?} did not reach {height} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every node holds the same block at every height up to the lowest tip, each certified by a
+/// quorum of the genesis validator set; returns that height.
+fn same_chain(net: &Net, nodes: &[&Running]) -> u64 {
+    let set = net.set();
+    let top = nodes
+        .iter()
+        .map(|r| r.node.tip().height)
+        .min()
+        .expect("nodes");
+    for h in 1..=top {
+        let blocks: Vec<Block> = nodes
+            .iter()
+            .map(|r| {
+                let b = r.node.block(h).expect("read").expect("block held");
+                Block::decode(&b).expect("decodes")
+            })
+            .collect();
+        let hash = blocks[0].header.hash().0;
+        for (i, b) in blocks.iter().enumerate() {
+            assert_eq!(b.header.hash().0, hash, "node {i} differs at height {h}");
+            assert_eq!(b.status, blocks[0].status, "node {i} statuses at {h}");
+            verify_commit(CHANNEL, h, &hash, &b.cert, &set)
+                .unwrap_or_else(|e| panic!("node {i} certificate at {h}: {e}"));
+        }
+    }
+    top
+}
+
+/// Waits until every transaction committed. Member additions endorsed on the same state
+/// conflict (each bumps the member count), so only some are valid; at least one must be.
+async fn wait_all(c: &mut Client, ids: &[[u8; 32]]) {
+    let mut valid = 0;
+    for id in ids {
+        let r = c.wait(id, Duration::from_secs(60)).await.expect("commits");
+        assert!(
+            matches!(r.status, TxStatus::Valid | TxStatus::MvccConflict),
+            "{r:?}"
+        );
+        valid += usize::from(r.status == TxStatus::Valid);
+    }
+    assert!(valid >= 1, "none of {} transactions valid", ids.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_validators_commit_one_certified_chain() {
+    let net = Net::new(4);
+    let mut run = Vec::new();
+    for i in 0..4 {
+        run.push(net.start(i).await);
+    }
+    let all: Vec<&Running> = run.iter().collect();
+    // Transactions through two different nodes; every node commits them.
+    let a = net.add_members(&run[0], 0, 20).await;
+    let b = net.add_members(&run[3], 20, 20).await;
+    let mut c = Client::connect(&run[1].addr).await.expect("connect");
+    wait_all(&mut c, &[a, b].concat()).await;
+    let h = run[0].node.tip().height;
+    until_height(&all, h, Duration::from_secs(20)).await;
+    let top = same_chain(&net, &all);
+    assert!(top >= 1);
+    // The contract flow works through consensus too.
+    let mut c0 = Client::connect(&run[2].addr).await.expect("connect");
+    let args = postcard::to_allocvec(&system::InstallArgs {
+        name: "token".into(),
+        code: contracts::elf("token"),
+        activate: true,
+    })
+    .expect("encode");
+    let tx = net
+        .signer(ADMIN)
+        .sign(system::LIFECYCLE, None, "install", args, 7)
+        .expect("sign");
+    let id = c0.submit(&tx).await.expect("accepted");
+    let r = c0
+        .wait(&id, Duration::from_secs(60))
+        .await
+        .expect("commits");
+    assert_eq!(r.status, TxStatus::Valid);
+    until_height(&all, r.height, Duration::from_secs(20)).await;
+    same_chain(&net, &all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_two_partition_commits_nothing_and_resumes_when_healed() {
+    let net = Net::new(4);
+    let mut run = Vec::new();
+    for i in 0..4 {
+        run.push(net.start(i).await);
+    }
+    let all: Vec<&Running> = run.iter().collect();
+    let ids = net.add_members(&run[0], 0, 5).await;
+    let mut c = Client::connect(&run[0].addr).await.expect("connect");
+    wait_all(&mut c, &ids).await;
+    let before: Vec<u64> = run.iter().map(|r| r.node.tip().height).collect();
+    let base = *before.iter().max().expect("max");
+    until_height(&all, base, Duration::from_secs(20)).await;
+
+    let left: HashSet<PeerId> = [net.peer(0), net.peer(1)].into();
+    let right: HashSet<PeerId> = [net.peer(2), net.peer(3)].into();
+    for (i, r) in run.iter().enumerate() {
+        r.net
+            .set_blocked(if i < 2 { right.clone() } else { left.clone() });
+    }
+    let pending_l = net.add_members(&run[0], 100, 5).await;
+    let pending_r = net.add_members(&run[2], 200, 5).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (i, r) in run.iter().enumerate() {
+        assert_eq!(
+            r.node.tip().height,
+            base,
+            "node {i} committed during a 2|2 partition"
+        );
+    }
+    for r in &run {
+        r.net.set_blocked(HashSet::new());
+    }
+    wait_all(&mut c, &[pending_l, pending_r].concat()).await;
+    let h = run.iter().map(|r| r.node.tip().height).max().expect("max");
+    until_height(&all, h, Duration::from_secs(30)).await;
+    assert!(same_chain(&net, &all) > base);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_validator_catches_up_from_certified_blocks() {
+    let net = Net::new(4);
+    let mut run = Vec::new();
+    for i in 0..3 {
+        run.push(net.start(i).await);
+    }
+    let ids = net.add_members(&run[0], 0, 30).await;
+    let mut c = Client::connect(&run[1].addr).await.expect("connect");
+    wait_all(&mut c, &ids).await;
+    let h = run.iter().map(|r| r.node.tip().height).max().expect("max");
+    assert!(h >= 1);
+    // Node 3 was down the whole time: it syncs every block and then takes part.
+    run.push(net.start(3).await);
+    let all: Vec<&Running> = run.iter().collect();
+    until_height(&all, h, Duration::from_secs(30)).await;
+    let more = net.add_members(&run[3], 100, 5).await;
+    let mut c3 = Client::connect(&run[3].addr).await.expect("connect");
+    wait_all(&mut c3, &more).await;
+    let h = run.iter().map(|r| r.node.tip().height).max().expect("max");
+    until_height(&all, h, Duration::from_secs(30)).await;
+    same_chain(&net, &all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seven_validators_stall_with_three_down_and_live_with_two() {
+    let net = Net::new(7);
+    let mut run = Vec::new();
+    for i in 0..4 {
+        run.push(net.start(i).await);
+    }
+    // Four of seven (three down): quorum is five, nothing commits, nothing forks.
+    let ids = net.add_members(&run[0], 0, 5).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (i, r) in run.iter().enumerate() {
+        assert_eq!(
+            r.node.tip().height,
+            0,
+            "node {i} committed with 3 of 7 down"
+        );
+    }
+    // A fifth comes up (two down): the transactions commit.
+    run.push(net.start(4).await);
+    let mut c = Client::connect(&run[0].addr).await.expect("connect");
+    wait_all(&mut c, &ids).await;
+    let all: Vec<&Running> = run.iter().collect();
+    let h = run.iter().map(|r| r.node.tip().height).max().expect("max");
+    until_height(&all, h, Duration::from_secs(30)).await;
+    same_chain(&net, &all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_votes_wrong_proposers_and_bad_certificates_are_refused_with_reasons() {
+    let net = Net::new(4);
+    let mut run = Vec::new();
+    for i in 0..3 {
+        run.push(net.start(i).await);
+    }
+    let ids = net.add_members(&run[0], 0, 3).await;
+    let mut c = Client::connect(&run[0].addr).await.expect("connect");
+    wait_all(&mut c, &ids).await;
+    let tip = run[0].node.tip();
+
+    // Validator 3's node key, with a BLS key that is not validator 3's: a Byzantine peer.
+    let spec = ChannelSpec {
+        name: CHANNEL.into(),
+        genesis_hash: net.genesis.hash().0,
+    };
+    let admit: Admit = Default::default();
+    *admit.write() = (0..4).map(|i| net.peer(i)).collect();
+    let (evil, _rx) = Network::start(
+        NetConfig {
+            listen: net.addrs[3].parse().expect("addr"),
+            peers: net.addrs.clone(),
+            key: copy(&net.nodes[3]),
+            max_frame: bpu_ledger::p2p::DEFAULT_MAX_FRAME,
+            queue: bpu_ledger::p2p::DEFAULT_QUEUE,
+        },
+        vec![(spec, admit)],
+    )
+    .await
+    .expect("network");
+    let t = tokio::time::Instant::now() + Duration::from_secs(10);
+    while evil.peers(CHANNEL).len() < 3 {
+        assert!(tokio::time::Instant::now() < t, "evil peer connects");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let wrong = BlsSecretKey::generate();
+    let send = |m: &Message| {
+        evil.broadcast(CHANNEL, postcard::to_allocvec(m).expect("encode").into());
+    };
+    let h = tip.height + 1;
+    // A forged vote: claims validator 0, signed by another key.
+    let v = Vote {
+        height: h,
+        round: 0,
+        kind: VoteKind::Prevote,
+        block: None,
+        voter: 0,
+    };
+    send(&Message::Vote(SignedVote {
+        vote: v,
+        sig: wrong.sign_vote(CHANNEL, h, 0, VoteKind::Prevote, None),
+    }));
+    // A proposal from a validator that does not lead (height h, round 5).
+    let leader = bpu_consensus::core::proposer(4, h, 5);
+    let block = run[0].node.block(tip.height).expect("read").expect("block");
+    send(&Message::Proposal(SignedProposal {
+        height: h,
+        round: 5,
+        valid_round: None,
+        proposer: (leader + 1) % 4,
+        block,
+        sig: wrong.sign(b"x"),
+    }));
+    // A "committed" block whose certificate has too few signers, for a node that is behind:
+    // status claims a higher tip so the nodes ask for it; answer with a bad certificate.
+    let mut fake =
+        Block::decode(&run[0].node.block(tip.height).expect("read").expect("b")).expect("decodes");
+    fake.header.height = h;
+    fake.header.prev_hash = tip.hash;
+    fake.header.state_digest = tip.state_digest;
+    let id = fake.header.hash().0;
+    let set = net.set();
+    let me3 = derive_bls(&net.nodes[3]);
+    let qc = bpu_consensus::bls::QuorumCert {
+        set_id: set.id(),
+        height: h,
+        round: 0,
+        kind: VoteKind::Precommit,
+        block: Some(id),
+        signers: vec![0b1000],
+        signature: me3.sign_vote(CHANNEL, h, 0, VoteKind::Precommit, Some(id)),
+    };
+    fake.cert = qc.to_bytes();
+    send(&Message::Blocks(vec![fake.encode()]));
+    // Signers unknown to the set (bit 5 of 4 validators), and a certificate of another set.
+    let unknown = bpu_consensus::bls::QuorumCert {
+        signers: vec![0b0010_0111],
+        ..qc.clone()
+    };
+    fake.cert = unknown.to_bytes();
+    send(&Message::Blocks(vec![fake.encode()]));
+    let other = bpu_consensus::bls::QuorumCert {
+        set_id: [7; 32],
+        ..qc
+    };
+    fake.cert = other.to_bytes();
+    send(&Message::Blocks(vec![fake.encode()]));
+
+    let t = tokio::time::Instant::now() + Duration::from_secs(10);
+    let reasons = [
+        "rejected a forged Prevote",
+        "rejected a proposal for",
+        "signers, a quorum needs",
+        "is not a validator of the set",
+        "names another validator set",
+    ];
+    while !reasons.iter().all(|r| logged(r)) {
+        assert!(
+            tokio::time::Instant::now() < t,
+            "missing log reasons: {:?}",
+            reasons.iter().filter(|r| !logged(r)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing of it was committed; the honest nodes still agree and go on.
+    let all: Vec<&Running> = run.iter().collect();
+    same_chain(&net, &all);
+    for r in &run {
+        if let Some(b) = r.node.block(h).expect("read") {
+            assert_ne!(Block::decode(&b).expect("b").header.hash().0, id);
+        }
+    }
+    evil.shutdown();
+    let more = net.add_members(&run[1], 50, 2).await;
+    wait_all(&mut c, &more).await;
+}
