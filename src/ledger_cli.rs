@@ -4,11 +4,13 @@
 use anyhow::{anyhow, bail, Context, Result};
 use bpu_consensus::bls::{BlsPublicKey, ProofOfPossession};
 use bpu_ledger::api::{status_text, Cursor, TxState};
+use bpu_ledger::bft::BftSetup;
 use bpu_ledger::client::{nonce, Client, Signer};
 use bpu_ledger::format::{TxStatus, Wire};
 use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Role, ValidatorKey};
 use bpu_ledger::node::{Node, NodeConfig};
 use bpu_ledger::order::{now_ms, CutterConfig};
+use bpu_ledger::p2p::{Admit, ChannelSpec, NetConfig, Network, PeerId};
 use bpu_ledger::system;
 use bpu_runtime::{CryptoService, PublicKey, SigningKey};
 use serde::{Deserialize, Serialize};
@@ -115,6 +117,43 @@ pub struct NodeFile {
     pub block_max_bytes: Option<usize>,
     #[serde(default)]
     pub block_timeout_ms: Option<u64>,
+    /// The node-to-node network for BFT ordering with the channel's other validators; without
+    /// it the node orders alone (solo).
+    #[serde(default)]
+    pub p2p: Option<P2pFile>,
+    /// More channels served by this process over the same key and network, each with its own
+    /// genesis, validator set, data directory and client address.
+    #[serde(default)]
+    pub channels: Vec<ChannelFile>,
+}
+
+/// The `[p2p]` section of a node config.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct P2pFile {
+    /// Address for the other validators' connections, e.g. `0.0.0.0:7150`.
+    pub listen: String,
+    /// The other validators' node-to-node addresses (this node's own is skipped).
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Consensus timeouts of round 0 (doubling each round), milliseconds; by default
+    /// propose = block timeout + 1,000, prevote = precommit = 500.
+    #[serde(default)]
+    pub propose_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub prevote_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub precommit_timeout_ms: Option<u64>,
+}
+
+/// A `[[channels]]` entry: another channel of the same node.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelFile {
+    pub genesis: PathBuf,
+    pub data_dir: PathBuf,
+    /// Client address of this channel.
+    pub listen: String,
 }
 
 fn default_listen() -> String {
@@ -131,7 +170,7 @@ pub struct UpArgs {
     /// (admin, node0, alice, bob) when it has no genesis yet.
     #[arg(long, default_value = "bpu-net")]
     pub dir: PathBuf,
-    /// Client address of the node.
+    /// Client address of node 0 (node i uses the port + i).
     #[arg(long, default_value = DEFAULT_ADDR)]
     pub listen: String,
     /// Crypto backend of the node: `cpu`, `sim://…`, `vfio://…`.
@@ -149,6 +188,16 @@ pub struct UpArgs {
     /// Progress lines as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Validator nodes of a new network: 1 runs one node in this process (solo ordering); more
+    /// run one `bpu node` process each, ordering by BFT consensus on loopback.
+    #[arg(long, default_value_t = 4)]
+    pub nodes: usize,
+    /// Node-to-node address of node 0 for a new network (node i uses the port + i).
+    #[arg(long, default_value = "127.0.0.1:7150")]
+    pub p2p_listen: String,
+    /// Only create the network directory (keys, genesis, `node<i>.toml` configs) and exit.
+    #[arg(long)]
+    pub prepare: bool,
 }
 
 /// Contract commands.
@@ -235,6 +284,10 @@ pub enum BlockCmd {
     /// is recomputed on `--device`.
     Get {
         height: u64,
+        /// Also write the encoded block (with its certificate) to this file, e.g. for
+        /// `bpu verify-block --block FILE`.
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -505,8 +558,9 @@ fn read_genesis(path: &Path) -> Result<Genesis> {
     Genesis::decode(&b).with_context(|| format!("{} is not a valid genesis", path.display()))
 }
 
-/// Starts a node from a config file's settings; returns it and its bound address.
-async fn start_node(cfg: &NodeFile, base: &Path) -> Result<(Node, std::net::SocketAddr)> {
+/// Starts the channels of a node config (the first is the config's own `genesis`); returns
+/// each channel's node and bound client address.
+async fn start_node(cfg: &NodeFile, base: &Path) -> Result<Vec<(Node, std::net::SocketAddr)>> {
     let at = |p: &Path| {
         if p.is_absolute() {
             p.to_path_buf()
@@ -514,39 +568,127 @@ async fn start_node(cfg: &NodeFile, base: &Path) -> Result<(Node, std::net::Sock
             base.join(p)
         }
     };
-    let genesis = read_genesis(&at(&cfg.genesis))?;
-    let key = read_private(&at(&cfg.key))?;
+    let mut chans = vec![(
+        read_genesis(&at(&cfg.genesis))?,
+        at(&cfg.data_dir),
+        cfg.listen.clone(),
+    )];
+    for c in &cfg.channels {
+        chans.push((
+            read_genesis(&at(&c.genesis))?,
+            at(&c.data_dir),
+            c.listen.clone(),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (g, _, _) in &chans {
+        if !names.insert(g.channel.clone()) {
+            bail!("channel {} is configured twice", g.channel);
+        }
+    }
+    if cfg.p2p.is_none() && chans.len() > 1 {
+        bail!("several channels need the [p2p] section (they are ordered by BFT consensus)");
+    }
+    let key_path = at(&cfg.key);
     let crypto = CryptoService::open(&cfg.device)
         .with_context(|| format!("opening device {}", cfg.device))?;
-    let mut cutter = CutterConfig::from_params(&genesis.params);
-    if let Some(v) = cfg.block_max_txs {
-        cutter.max_txs = v;
-    }
-    if let Some(v) = cfg.block_max_bytes {
-        cutter.max_bytes = v;
-    }
-    if let Some(v) = cfg.block_timeout_ms {
-        cutter.timeout = Duration::from_millis(v);
-    }
-    let node = Node::start(NodeConfig {
-        data_dir: at(&cfg.data_dir),
-        genesis,
-        key,
-        crypto,
-        cutter: Some(cutter),
-        clock: None,
-    })
-    .await?;
-    let addr = bpu_ledger::server::spawn(node.clone(), &cfg.listen)
+    // One network for every channel; each channel admits its genesis validators' node keys
+    // from the start (the orderer keeps the list current as membership changes).
+    let mut bft: Vec<Option<BftSetup>> = Vec::new();
+    if let Some(p) = &cfg.p2p {
+        let listen: std::net::SocketAddr = p.listen.parse().with_context(|| {
+            format!(
+                "[p2p] listen {:?}: expected IP:PORT, e.g. 0.0.0.0:7150",
+                p.listen
+            )
+        })?;
+        let mut specs = Vec::new();
+        for (g, _, _) in &chans {
+            let admit: Admit = Default::default();
+            *admit.write() = g
+                .membership
+                .with_role(Role::Validator)
+                .into_iter()
+                .filter_map(|i| g.membership.member(i))
+                .filter_map(|m| PeerId::from_sec1(&m.key))
+                .collect();
+            specs.push((ChannelSpec::new(g.channel.clone(), g.hash().0), admit));
+        }
+        let admits: Vec<Admit> = specs.iter().map(|(_, a)| a.clone()).collect();
+        let (net, mut inbound) = Network::start(
+            NetConfig {
+                peers: p.peers.clone(),
+                ..NetConfig::new(listen, read_private(&key_path)?)
+            },
+            specs,
+        )
         .await
-        .with_context(|| format!("listening on {}", cfg.listen))?;
-    Ok((node, addr))
+        .with_context(|| format!("starting the node network on {listen}"))?;
+        for ((g, _, _), admit) in chans.iter().zip(admits) {
+            let mut timeouts = None;
+            if p.propose_timeout_ms.is_some()
+                || p.prevote_timeout_ms.is_some()
+                || p.precommit_timeout_ms.is_some()
+            {
+                let block_timeout = cfg
+                    .block_timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(Duration::from_millis(u64::from(g.params.block_timeout_ms)));
+                let d = bpu_ledger::bft::default_timeouts(block_timeout);
+                timeouts = Some(bpu_consensus::core::Timeouts {
+                    propose_ms: p.propose_timeout_ms.unwrap_or(d.propose_ms),
+                    prevote_ms: p.prevote_timeout_ms.unwrap_or(d.prevote_ms),
+                    precommit_ms: p.precommit_timeout_ms.unwrap_or(d.precommit_ms),
+                });
+            }
+            bft.push(Some(BftSetup {
+                net: net.clone(),
+                inbound: inbound
+                    .remove(&g.channel)
+                    .ok_or_else(|| anyhow!("no network inbound for channel {}", g.channel))?,
+                admit,
+                timeouts,
+            }));
+        }
+    } else {
+        bft.push(None);
+    }
+    let mut out = Vec::new();
+    for ((genesis, data_dir, listen), bft) in chans.into_iter().zip(bft) {
+        let mut cutter = CutterConfig::from_params(&genesis.params);
+        if let Some(v) = cfg.block_max_txs {
+            cutter.max_txs = v;
+        }
+        if let Some(v) = cfg.block_max_bytes {
+            cutter.max_bytes = v;
+        }
+        if let Some(v) = cfg.block_timeout_ms {
+            cutter.timeout = Duration::from_millis(v);
+        }
+        let node_cfg = NodeConfig {
+            data_dir,
+            genesis,
+            key: read_private(&key_path)?,
+            crypto: crypto.clone(),
+            cutter: Some(cutter),
+            clock: None,
+        };
+        let node = match bft {
+            None => Node::start(node_cfg).await?,
+            Some(setup) => Node::start_bft(node_cfg, setup).await?,
+        };
+        let addr = bpu_ledger::server::spawn(node.clone(), &listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        out.push((node, addr));
+    }
+    Ok(out)
 }
 
-/// Prints height and throughput until Ctrl-C or `seconds`.
-async fn report(node: &Node, seconds: Option<u64>, json: bool) -> Result<()> {
+/// Prints each channel's height and throughput every second until Ctrl-C or `seconds`.
+async fn report(nodes: &[Node], seconds: Option<u64>, json: bool) -> Result<()> {
     let start = Instant::now();
-    let mut last = node.metrics();
+    let mut last: Vec<_> = nodes.iter().map(|n| n.metrics()).collect();
     let mut last_t = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
@@ -555,36 +697,45 @@ async fn report(node: &Node, seconds: Option<u64>, json: bool) -> Result<()> {
             _ = tick.tick() => {}
             _ = tokio::signal::ctrl_c() => { eprintln!("stopping"); return Ok(()) }
         }
-        let m = node.metrics();
         let dt = last_t.elapsed().as_secs_f64();
-        let tps = (m.committed_txs - last.committed_txs) as f64 / dt;
-        let tip = node.tip();
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "t_s": start.elapsed().as_secs_f64(),
-                    "height": m.height,
-                    "committed_txs": m.committed_txs,
-                    "valid_txs": m.valid_txs,
-                    "tps": tps,
-                    "pending": m.pending,
-                    "state_digest": hex(&tip.state_digest),
-                })
-            );
-        } else {
-            println!(
-                "height {:>6}  txs {:>9} ({} valid)  {:>8.0} tx/s  pending {:>6}  state {}",
-                m.height,
-                m.committed_txs,
-                m.valid_txs,
-                tps,
-                m.pending,
-                &hex(&tip.state_digest)[..16]
-            );
-        }
-        last = m;
         last_t = Instant::now();
+        for (node, last) in nodes.iter().zip(last.iter_mut()) {
+            let m = node.metrics();
+            let tps = (m.committed_txs - last.committed_txs) as f64 / dt;
+            let tip = node.tip();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "t_s": start.elapsed().as_secs_f64(),
+                        "channel": node.channel(),
+                        "height": m.height,
+                        "block_hash": hex(&tip.hash),
+                        "committed_txs": m.committed_txs,
+                        "valid_txs": m.valid_txs,
+                        "tps": tps,
+                        "pending": m.pending,
+                        "state_digest": hex(&tip.state_digest),
+                    })
+                );
+            } else {
+                let chan = if nodes.len() > 1 {
+                    format!("{:<12} ", node.channel())
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{chan}height {:>6}  txs {:>9} ({} valid)  {:>8.0} tx/s  pending {:>6}  block {}",
+                    m.height,
+                    m.committed_txs,
+                    m.valid_txs,
+                    tps,
+                    m.pending,
+                    &hex(&tip.hash)[..16]
+                );
+            }
+            *last = m;
+        }
         if seconds.is_some_and(|s| start.elapsed() >= Duration::from_secs(s)) {
             return Ok(());
         }
@@ -603,81 +754,260 @@ pub fn node(config: &Path, device: Option<String>, json: bool) -> Result<ExitCod
     let base = config.parent().unwrap_or(Path::new(".")).to_path_buf();
     let rt = crate::runtime()?;
     rt.block_on(async {
-        let (node, addr) = start_node(&cfg, &base).await?;
-        eprintln!(
-            "node {} of channel {} listening on {addr}, at height {} ({})",
-            node.info().node,
-            node.channel(),
-            node.tip().height,
-            node.info().backend
-        );
-        report(&node, None, json).await
+        let started = start_node(&cfg, &base).await?;
+        for (node, addr) in &started {
+            eprintln!(
+                "node {} of channel {} listening on {addr}, at height {} ({}, {})",
+                node.info().node,
+                node.channel(),
+                node.tip().height,
+                node.info().backend,
+                if cfg.p2p.is_some() {
+                    "BFT ordering"
+                } else {
+                    "solo ordering"
+                }
+            );
+        }
+        let nodes: Vec<Node> = started.into_iter().map(|(n, _)| n).collect();
+        report(&nodes, None, json).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `bpu up`: a one-node network in a directory, created on first use.
-pub fn up(a: &UpArgs) -> Result<ExitCode> {
+/// The demo members of a new network besides its validators: (file, ORG/NAME:ROLES).
+const DEMO_MEMBERS: [(&str, &str); 3] = [
+    ("admin", "demo/admin:admin,writer,reader"),
+    ("alice", "demo/alice:writer,reader"),
+    ("bob", "demo/bob:writer,reader"),
+];
+
+/// The address `n` ports after `addr`.
+fn port_plus(addr: &str, n: usize) -> Result<String> {
+    let a: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("{addr:?}: expected IP:PORT"))?;
+    let port = usize::from(a.port()) + n;
+    let port = u16::try_from(port).map_err(|_| anyhow!("{addr} + {n}: port out of range"))?;
+    Ok(std::net::SocketAddr::new(a.ip(), port).to_string())
+}
+
+/// Creates a network directory: keys, genesis, one config per node.
+fn create_network(a: &UpArgs) -> Result<()> {
     let dir = &a.dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let config = dir.join("node0.toml");
-    if !dir.join("genesis.bin").exists() {
-        let names = [
-            ("admin", "demo/admin:admin,writer,reader"),
-            ("node0", "demo/node0:validator,reader"),
-            ("alice", "demo/alice:writer,reader"),
-            ("bob", "demo/bob:writer,reader"),
-        ];
-        let mut specs = Vec::new();
-        for (file, spec) in names {
-            let path = dir.join(format!("{file}.pem"));
-            if !path.exists() {
-                write_key(&path, &SigningKey::generate()?)?;
-            }
-            specs.push(format!("{spec}:{}", path.display()));
+    let mut specs = Vec::new();
+    let key = |file: &str| -> Result<PathBuf> {
+        let path = dir.join(format!("{file}.pem"));
+        if !path.exists() {
+            write_key(&path, &SigningKey::generate()?)?;
         }
-        let params = ChannelParams {
-            block_timeout_ms: a.block_timeout_ms,
-            ..ChannelParams::default()
-        };
-        let g = make_genesis(&a.channel, &specs, params)?;
-        std::fs::write(dir.join("genesis.bin"), g.encode())?;
+        Ok(path)
+    };
+    for (file, spec) in DEMO_MEMBERS {
+        specs.push(format!("{spec}:{}", key(file)?.display()));
+    }
+    for i in 0..a.nodes {
+        let f = format!("node{i}");
+        specs.push(format!("demo/{f}:validator,reader:{}", key(&f)?.display()));
+    }
+    let params = ChannelParams {
+        block_timeout_ms: a.block_timeout_ms,
+        ..ChannelParams::default()
+    };
+    let g = make_genesis(&a.channel, &specs, params)?;
+    let p2p: Vec<String> = (0..a.nodes)
+        .map(|i| port_plus(&a.p2p_listen, i))
+        .collect::<Result<_>>()?;
+    for i in 0..a.nodes {
         let cfg = NodeFile {
-            data_dir: "node0".into(),
+            data_dir: format!("node{i}").into(),
             genesis: "genesis.bin".into(),
-            key: "node0.pem".into(),
-            listen: a.listen.clone(),
+            key: format!("node{i}.pem").into(),
+            listen: port_plus(&a.listen, i)?,
             device: a.device.clone(),
             block_max_txs: None,
             block_max_bytes: None,
             block_timeout_ms: None,
+            p2p: (a.nodes > 1).then(|| P2pFile {
+                listen: p2p[i].clone(),
+                peers: p2p.clone(),
+                propose_timeout_ms: None,
+                prevote_timeout_ms: None,
+                precommit_timeout_ms: None,
+            }),
+            channels: Vec::new(),
         };
-        std::fs::write(&config, toml::to_string(&cfg)?)?;
+        std::fs::write(dir.join(format!("node{i}.toml")), toml::to_string(&cfg)?)?;
+    }
+    // Written last: its presence marks a complete directory.
+    std::fs::write(dir.join("genesis.bin"), g.encode())?;
+    eprintln!(
+        "created network in {}: channel {}, members admin, alice, bob and {} validator node{}",
+        dir.display(),
+        a.channel,
+        a.nodes,
+        if a.nodes == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+/// `bpu up`: a local network in a directory, created on first use: one node in this process
+/// (`--nodes 1`, solo ordering), or N node processes ordering by BFT consensus on loopback.
+pub fn up(a: &UpArgs) -> Result<ExitCode> {
+    let dir = &a.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if a.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    if !dir.join("genesis.bin").exists() {
+        create_network(a)?;
+    }
+    let g = read_genesis(&dir.join("genesis.bin"))?;
+    let nodes = g.membership.with_role(Role::Validator).len();
+    if nodes != a.nodes {
         eprintln!(
-            "created network in {}: channel {}, members admin, node0 (validator), alice, bob",
+            "{} holds a network of {nodes} validator node(s) (not {}); starting those",
             dir.display(),
-            a.channel
+            a.nodes
         );
     }
-    let text = std::fs::read_to_string(&config)?;
-    let mut cfg: NodeFile = toml::from_str(&text)?;
-    cfg.listen = a.listen.clone();
-    cfg.device = a.device.clone();
+    if a.prepare {
+        println!("{}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let d = dir.display();
+    let hint = |addr: &str| {
+        format!(
+            "try:  contracts/build.sh && bpu contract deploy token contracts/build/token.elf --node {addr} -k {d}/admin.pem\n\
+             \x20     bpu contract call token init --node {addr} -k {d}/admin.pem\n\
+             \x20     bpu contract call token mint -a id:{d}/alice.pem -a u64:100 --node {addr} -k {d}/admin.pem\n\
+             \x20     bpu contract query token balance -a id:{d}/alice.pem --out u64 --node {addr} -k {d}/alice.pem"
+        )
+    };
+    if nodes == 1 {
+        let config = dir.join("node0.toml");
+        let text = std::fs::read_to_string(&config)?;
+        let mut cfg: NodeFile = toml::from_str(&text)?;
+        cfg.listen = a.listen.clone();
+        cfg.device = a.device.clone();
+        let rt = crate::runtime()?;
+        rt.block_on(async {
+            let started = start_node(&cfg, dir).await?;
+            let (node, addr) = started
+                .first()
+                .ok_or_else(|| anyhow!("no channel started"))?;
+            eprintln!(
+                "node0 of channel {} listening on {addr} at height {} on {}\n{}",
+                node.channel(),
+                node.tip().height,
+                node.info().backend,
+                hint(&addr.to_string())
+            );
+            report(std::slice::from_ref(node), a.seconds, a.json).await
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    supervise(a, nodes, &hint)
+}
+
+/// Runs `bpu node` for each node config of the directory, prints the heights every second,
+/// and stops them all on Ctrl-C or after `--seconds`.
+fn supervise(a: &UpArgs, nodes: usize, hint: &dyn Fn(&str) -> String) -> Result<ExitCode> {
+    let dir = &a.dir;
+    let exe = std::env::current_exe().context("finding the bpu executable")?;
+    let mut addrs = Vec::new();
+    let mut children = Vec::new();
+    for i in 0..nodes {
+        let config = dir.join(format!("node{i}.toml"));
+        let cfg: NodeFile = toml::from_str(&std::fs::read_to_string(&config)?)
+            .with_context(|| format!("{} is not a node config", config.display()))?;
+        addrs.push(cfg.listen.clone());
+        let log = std::fs::File::create(dir.join(format!("node{i}.log")))?;
+        let child = std::process::Command::new(&exe)
+            .arg("node")
+            .arg("--config")
+            .arg(&config)
+            .args(["--device", &a.device])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting node {i}"))?;
+        children.push(child);
+    }
+    struct Kill(Vec<std::process::Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut children = Kill(children);
+    eprintln!(
+        "{nodes} nodes (BFT ordering) on {} … ; logs in {}/node*.log\n{}",
+        addrs.join(", "),
+        dir.display(),
+        hint(&addrs[0])
+    );
     let rt = crate::runtime()?;
     rt.block_on(async {
-        let (node, addr) = start_node(&cfg, dir).await?;
-        let d = dir.display();
-        eprintln!(
-            "node0 of channel {} listening on {addr} at height {} on {}\n\
-             try:  contracts/build.sh && bpu contract deploy token contracts/build/token.elf -k {d}/admin.pem\n\
-             \x20     bpu contract call token init -k {d}/admin.pem\n\
-             \x20     bpu contract call token mint -a id:{d}/alice.pem -a u64:100 -k {d}/admin.pem\n\
-             \x20     bpu contract query token balance -a id:{d}/alice.pem --out u64 -k {d}/alice.pem",
-            node.channel(),
-            node.tip().height,
-            node.info().backend
-        );
-        report(&node, a.seconds, a.json).await
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last = (Instant::now(), 0u64);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = tokio::signal::ctrl_c() => { eprintln!("stopping the nodes"); return Ok::<_, anyhow::Error>(()) }
+            }
+            for (i, c) in children.0.iter_mut().enumerate() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    eprintln!("node {i} exited ({st}); see {}/node{i}.log", dir.display());
+                }
+            }
+            let mut infos = Vec::new();
+            for addr in &addrs {
+                let info = tokio::time::timeout(Duration::from_millis(500), async {
+                    Client::connect(addr).await?.info().await
+                })
+                .await;
+                infos.push(match info {
+                    Ok(Ok(i)) => Some(i),
+                    _ => None,
+                });
+            }
+            let committed = infos.iter().flatten().map(|i| i.committed_txs).max().unwrap_or(0);
+            let tps = committed.saturating_sub(last.1) as f64 / last.0.elapsed().as_secs_f64();
+            last = (Instant::now(), committed);
+            if a.json {
+                let v: Vec<_> = infos
+                    .iter()
+                    .map(|i| {
+                        i.as_ref().map(|i| {
+                            serde_json::json!({
+                                "height": i.height,
+                                "block_hash": hex(&i.block_hash),
+                                "committed_txs": i.committed_txs,
+                                "pending": i.pending,
+                            })
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"t_s": start.elapsed().as_secs_f64(), "tps": tps, "nodes": v})
+                );
+            } else {
+                let hs: Vec<String> = infos
+                    .iter()
+                    .map(|i| i.as_ref().map_or("down".to_string(), |i| i.height.to_string()))
+                    .collect();
+                println!("heights [{}]  {tps:>8.0} tx/s", hs.join(" "));
+            }
+            if a.seconds.is_some_and(|s| start.elapsed() >= Duration::from_secs(s)) {
+                return Ok(());
+            }
+        }
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -999,7 +1329,11 @@ pub fn tx(cmd: &TxCmd) -> Result<ExitCode> {
 
 /// `bpu block get`.
 pub fn block(cmd: &BlockCmd) -> Result<ExitCode> {
-    let BlockCmd::Get { height, client } = cmd;
+    let BlockCmd::Get {
+        height,
+        out,
+        client,
+    } = cmd;
     let rt = crate::runtime()?;
     rt.block_on(async {
         let (mut c, _) = connect(client, false).await?;
@@ -1007,6 +1341,10 @@ pub fn block(cmd: &BlockCmd) -> Result<ExitCode> {
             .block(*height)
             .await?
             .ok_or_else(|| anyhow!("no block at height {height} yet"))?;
+        if let Some(path) = out {
+            std::fs::write(path, b.encode())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         let crypto = CryptoService::open(&client.device)?;
         let encoded: Vec<Vec<u8>> = b.txs.iter().map(|t| t.encode()).collect();
         let leaves = crypto.leaf_hashes(&encoded).await?;

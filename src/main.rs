@@ -2,6 +2,7 @@
 //! over CPU or BPU backends.
 
 mod ledger_cli;
+mod light_cli;
 mod selftest;
 mod verify;
 
@@ -92,11 +93,14 @@ enum Cmd {
     /// Write a channel's genesis file: organizations, members with keys and roles, block cutter
     /// and endorsement parameters.
     Genesis(ledger_cli::GenesisArgs),
-    /// Bring up a local network (one node) in a directory, creating keys and genesis on first
-    /// use, and print height and throughput as it runs.
+    /// Bring up a local network in a directory, creating keys, genesis and node configs on
+    /// first use: N validator node processes ordering by BFT consensus on loopback (default 4),
+    /// or one node in this process with `--nodes 1`; prints heights and throughput as it runs.
     Up(ledger_cli::UpArgs),
     /// Run one node from a config file (TOML: data_dir, genesis, key, listen, device, optional
-    /// block_max_txs / block_max_bytes / block_timeout_ms).
+    /// block_max_txs / block_max_bytes / block_timeout_ms; a `[p2p]` section (listen, peers,
+    /// *_timeout_ms) for BFT ordering with the other validators; `[[channels]]` entries
+    /// (genesis, data_dir, listen) for more channels in the same process).
     Node {
         /// The config file.
         #[arg(long, short)]
@@ -128,6 +132,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ledger_cli::MemberCmd,
     },
+    /// Check a committed block's quorum certificate against the channel's validator set (from
+    /// its genesis), and a transaction's inclusion proof under it, as a light client: no node
+    /// state needed, one pairing check whatever the number of validators.
+    VerifyBlock(light_cli::VerifyBlockArgs),
     /// Follow contract events from a cursor `HEIGHT:INDEX`; each record is printed once, and
     /// `--json` prints the cursor to resume from.
     Events {
@@ -243,6 +251,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Tx { cmd } => ledger_cli::tx(&cmd),
         Cmd::Block { cmd } => ledger_cli::block(&cmd),
         Cmd::Member { cmd } => ledger_cli::member(&cmd),
+        Cmd::VerifyBlock(a) => light_cli::verify_block(&a),
         Cmd::Events {
             from,
             count,

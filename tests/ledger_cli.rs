@@ -46,7 +46,14 @@ fn up(dir: &Path, addr: &str) -> Up {
     let child = bpu()
         .args(["up", "--dir"])
         .arg(dir)
-        .args(["--listen", addr, "--block-timeout-ms", "100"])
+        .args([
+            "--nodes",
+            "1",
+            "--listen",
+            addr,
+            "--block-timeout-ms",
+            "100",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
