@@ -321,6 +321,13 @@ fn kill_9_of_the_leader_then_restart_keeps_one_certified_chain() {
         "some height after the kill needed a new leader (round 1): {rounds:?}"
     );
 
+    // The restarted validator replayed its write-ahead log: nobody saw it sign two votes.
+    for i in 0..NODES {
+        let log = std::fs::read_to_string(d.join(format!("node{i}.log"))).unwrap_or_default();
+        assert!(!log.contains("equivocated"), "node {i} log:\n{log}");
+        assert!(!log.contains("a fork"), "node {i} log:\n{log}");
+    }
+
     // A light client checks a header and a transaction with only the genesis.
     let g = genesis_path.to_str().expect("utf8");
     let out = run_ok(&[

@@ -148,6 +148,7 @@ pub enum BftError {
 
 /// The BFT orderer's handle (the driver task runs on its own).
 pub struct BftOrderer {
+    task: tokio::task::AbortHandle,
     submit: mpsc::Sender<Ordered>,
     tip: watch::Sender<Tip>,
     queued: Arc<AtomicUsize>,
@@ -171,6 +172,10 @@ impl Ordering for BftOrderer {
 
     fn queued(&self) -> usize {
         self.queued.load(AtomicOrdering::Relaxed)
+    }
+
+    fn halt(&self) {
+        self.task.abort();
     }
 }
 
@@ -238,11 +243,13 @@ impl BftOrderer {
             progress: (0, 0, Step::Propose),
         };
         d.refresh_admit();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             d.replay(records);
             d.run(submit_rx, tip_rx, setup.inbound).await;
-        });
+        })
+        .abort_handle();
         Ok(Arc::new(BftOrderer {
+            task,
             submit: submit_tx,
             tip: tip_tx,
             queued,

@@ -137,6 +137,8 @@ struct Inner {
     commits: broadcast::Sender<Arc<Committed>>,
     clock: Clock,
     counters: Counters,
+    /// The commit loop, for [`Node::halt`].
+    commit_task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// A running node (cheap to clone).
@@ -229,9 +231,21 @@ impl Node {
             commits: broadcast::channel(1024).0,
             clock,
             counters: Counters::default(),
+            commit_task: Mutex::new(None),
         });
-        tokio::spawn(commit_loop(inner.clone(), block_rx));
+        let task = tokio::spawn(commit_loop(inner.clone(), block_rx)).abort_handle();
+        *inner.commit_task.lock() = Some(task);
         Ok(Node { inner })
+    }
+
+    /// Stops ordering and committing at once, as a crash would: a commit in flight may finish
+    /// its current write or not (recovery handles both). Once every handle of this node is
+    /// dropped its files close and the data directory can be opened again.
+    pub fn halt(&self) {
+        self.inner.orderer.halt();
+        if let Some(t) = self.inner.commit_task.lock().take() {
+            t.abort();
+        }
     }
 
     /// Channel name.

@@ -51,6 +51,8 @@ pub trait Ordering: Send + Sync {
     fn committed(&self, tip: Tip);
     /// Transactions queued and not yet in an emitted block.
     fn queued(&self) -> usize;
+    /// Stops the orderer's tasks at once, as a crash would (used by [`crate::node::Node::halt`]).
+    fn halt(&self) {}
 }
 
 /// Block cutter settings.

@@ -151,6 +151,17 @@ impl Net {
 
     /// Starts validator `i`: its network on its address, its node, its client API.
     async fn start(&self, i: usize) -> Running {
+        let (node, net) = self.start_node(i).await.expect("node starts");
+        let addr = bpu_ledger::server::spawn(node.clone(), "127.0.0.1:0")
+            .await
+            .expect("client API")
+            .to_string();
+        Running { node, net, addr }
+    }
+
+    /// Validator `i`'s network and node, without a client API (so that dropping them closes
+    /// its files).
+    async fn start_node(&self, i: usize) -> Result<(Node, Network), String> {
         let spec = ChannelSpec {
             name: CHANNEL.into(),
             genesis_hash: self.genesis.hash().0,
@@ -167,8 +178,8 @@ impl Net {
             vec![(spec, admit.clone())],
         )
         .await
-        .expect("network starts");
-        let inbound = rx.remove(CHANNEL).expect("channel inbound");
+        .map_err(|e| e.to_string())?;
+        let inbound = rx.remove(CHANNEL).ok_or("channel inbound")?;
         let node = Node::start_bft(
             NodeConfig {
                 data_dir: self.dirs[i].path().to_path_buf(),
@@ -194,13 +205,14 @@ impl Net {
                 }),
             },
         )
-        .await
-        .expect("node starts");
-        let addr = bpu_ledger::server::spawn(node.clone(), "127.0.0.1:0")
-            .await
-            .expect("client API")
-            .to_string();
-        Running { node, net, addr }
+        .await;
+        match node {
+            Ok(n) => Ok((n, net)),
+            Err(e) => {
+                net.shutdown();
+                Err(e.to_string())
+            }
+        }
     }
 
     fn signer(&self, member: u32) -> Signer {
@@ -566,4 +578,72 @@ async fn forged_votes_wrong_proposers_and_bad_certificates_are_refused_with_reas
     evil.shutdown();
     let more = net.add_members(&run[1], 50, 2).await;
     wait_all(&mut c, &more).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_validator_replays_its_log_and_never_equivocates() {
+    let net = Net::new(4);
+    let mut run = Vec::new();
+    for i in 1..4 {
+        run.push(net.start(i).await);
+    }
+    // Validator 0 runs without a client API, so halting it and dropping it closes its files.
+    let (n0, net0) = net.start_node(0).await.expect("node 0");
+    let ids = net.add_members(&run[0], 0, 3).await;
+    let mut c = Client::connect(&run[1].addr).await.expect("connect");
+    wait_all(&mut c, &ids).await;
+    // A 2|2 partition keeps every validator voting in rounds of one height.
+    let left: HashSet<PeerId> = [net.peer(0), net.peer(1)].into();
+    let right: HashSet<PeerId> = [net.peer(2), net.peer(3)].into();
+    net0.set_blocked(right.clone());
+    run[0].net.set_blocked(right);
+    run[1].net.set_blocked(left.clone());
+    run[2].net.set_blocked(left);
+    let stuck = net.add_members(&run[0], 100, 3).await;
+    let h = n0.tip().height;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Crash validator 0 in the middle of the height, and start it again from its directory.
+    n0.halt();
+    net0.shutdown();
+    drop((n0, net0));
+    let t = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (n0, net0) = loop {
+        match net.start_node(0).await {
+            Ok(x) => break x,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < t, "restart: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(n0.tip().height, h);
+    let t = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !logged(&format!("logged consensus inputs of height {}", h + 1)) {
+        assert!(
+            tokio::time::Instant::now() < t,
+            "node 0 did not replay its log"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Healed: the height decides, with one chain and no double vote anywhere.
+    for r in &run {
+        r.net.set_blocked(HashSet::new());
+    }
+    wait_all(&mut c, &stuck).await;
+    let more = net.add_members(&run[2], 200, 3).await;
+    wait_all(&mut c, &more).await;
+    let top = run.iter().map(|r| r.node.tip().height).max().expect("max");
+    let t = tokio::time::Instant::now() + Duration::from_secs(30);
+    while n0.tip().height < top {
+        assert!(tokio::time::Instant::now() < t, "node 0 catches up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r0 = Running {
+        node: n0,
+        net: net0,
+        addr: String::new(),
+    };
+    let all: Vec<&Running> = std::iter::once(&r0).chain(run.iter()).collect();
+    same_chain(&net, &all);
+    assert!(!logged("equivocated"), "a validator signed two votes");
 }
