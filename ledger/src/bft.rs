@@ -573,27 +573,30 @@ impl Driver {
             self.h = None;
             self.timers.clear();
         }
-        // Membership may have changed with this block.
+        // Membership may have changed with this block; the set only if a validator did.
         let m = self.membership_src.read().clone();
         if !Arc::ptr_eq(&m, &self.membership) {
-            match m.validator_set() {
-                Ok(v) => {
-                    self.validators = v;
-                    self.membership = m;
-                    self.refresh_admit();
-                    tracing::info!(
-                        "{}: validator set from height {}: {} validators",
+            let same = validator_keys(&m) == validator_keys(&self.membership);
+            self.membership = m;
+            if !same {
+                match self.membership.validator_set() {
+                    Ok(v) => {
+                        self.validators = v;
+                        tracing::info!(
+                            "{}: validator set from height {}: {} validators",
+                            self.channel,
+                            t.height + 1,
+                            self.n()
+                        );
+                    }
+                    Err(e) => tracing::error!(
+                        "{}: the membership after height {} has no usable validator set: {e}",
                         self.channel,
-                        t.height + 1,
-                        self.n()
-                    );
+                        t.height
+                    ),
                 }
-                Err(e) => tracing::error!(
-                    "{}: the membership after height {} has no usable validator set: {e}",
-                    self.channel,
-                    t.height
-                ),
             }
+            self.refresh_admit();
         }
         self.sync.ahead.retain(|&h, _| h > t.height);
         self.broadcast(&Message::Status {
@@ -1360,6 +1363,17 @@ impl Driver {
         self.h = None;
         self.timers.clear();
     }
+}
+
+/// The validators' (membership index, node key, BLS key), which fix the validator set.
+fn validator_keys(m: &Membership) -> Vec<(u32, &[u8], Option<[u8; 48]>)> {
+    m.with_role(crate::membership::Role::Validator)
+        .into_iter()
+        .filter_map(|i| {
+            m.member(i)
+                .map(|x| (i, x.key.as_slice(), x.bls.map(|b| b.key.to_bytes())))
+        })
+        .collect()
 }
 
 fn encode(m: &Message) -> Bytes {

@@ -16,12 +16,13 @@ use bpu_ledger::membership::{
 };
 use bpu_ledger::node::{Node, NodeConfig};
 use bpu_ledger::order::CutterConfig;
-use bpu_ledger::p2p::{Admit, ChannelSpec, NetConfig, Network, PeerId};
+use bpu_ledger::p2p::{Admit, ChannelSpec, Inbound, NetConfig, Network, PeerId};
 use bpu_ledger::system;
 use bpu_runtime::{CryptoService, SigningKey};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 const CHANNEL: &str = "bft";
 /// Members before the validators: admin 0, alice 1.
@@ -84,11 +85,19 @@ fn free_addr() -> String {
 
 impl Net {
     fn new(n: usize) -> Net {
+        let nodes = (0..n)
+            .map(|_| SigningKey::generate().expect("keygen"))
+            .collect();
+        Net::with_nodes(CHANNEL, nodes)
+    }
+
+    /// A channel whose validators are these node keys (in this order).
+    fn with_nodes(channel: &str, nodes: Vec<SigningKey>) -> Net {
         logs();
+        let n = nodes.len();
         let k = || SigningKey::generate().expect("keygen");
         let admin = k();
         let alice = k();
-        let nodes: Vec<SigningKey> = (0..n).map(|_| k()).collect();
         let member = |name: String, key: &SigningKey, roles: &[Role], validator: bool| Member {
             org: 0,
             name,
@@ -112,7 +121,7 @@ impl Net {
         }
         let genesis = Genesis {
             version: VERSION,
-            channel: CHANNEL.into(),
+            channel: channel.into(),
             created_ms: 1_700_000_000_000,
             membership: Membership {
                 orgs: vec![Org { name: "org".into() }],
@@ -162,56 +171,49 @@ impl Net {
     /// Validator `i`'s network and node, without a client API (so that dropping them closes
     /// its files).
     async fn start_node(&self, i: usize) -> Result<(Node, Network), String> {
-        let spec = ChannelSpec {
-            name: CHANNEL.into(),
-            genesis_hash: self.genesis.hash().0,
-        };
         let admit: Admit = Default::default();
         let (net, mut rx) = Network::start(
             NetConfig {
-                listen: self.addrs[i].parse().expect("addr"),
                 peers: self.addrs.clone(),
-                key: copy(&self.nodes[i]),
-                max_frame: bpu_ledger::p2p::DEFAULT_MAX_FRAME,
-                queue: bpu_ledger::p2p::DEFAULT_QUEUE,
+                ..NetConfig::new(self.addrs[i].parse().expect("addr"), copy(&self.nodes[i]))
             },
-            vec![(spec, admit.clone())],
+            vec![(self.spec(), admit.clone())],
         )
         .await
         .map_err(|e| e.to_string())?;
-        let inbound = rx.remove(CHANNEL).ok_or("channel inbound")?;
-        let node = Node::start_bft(
-            NodeConfig {
-                data_dir: self.dirs[i].path().to_path_buf(),
-                genesis: self.genesis.clone(),
-                key: copy(&self.nodes[i]),
-                crypto: CryptoService::cpu(),
-                cutter: Some(CutterConfig {
-                    max_txs: 500,
-                    max_bytes: 2 << 20,
-                    timeout: Duration::from_millis(100),
-                    queue: 100_000,
-                }),
-                clock: None,
-            },
-            BftSetup {
-                net: net.clone(),
-                inbound,
-                admit,
-                timeouts: Some(Timeouts {
-                    propose_ms: 800,
-                    prevote_ms: 300,
-                    precommit_ms: 300,
-                }),
-            },
-        )
-        .await;
+        let inbound = rx.remove(self.channel()).ok_or("channel inbound")?;
+        let node = Node::start_bft(self.config(i), bft_setup(&net, inbound, admit)).await;
         match node {
             Ok(n) => Ok((n, net)),
             Err(e) => {
                 net.shutdown();
                 Err(e.to_string())
             }
+        }
+    }
+
+    fn channel(&self) -> &str {
+        &self.genesis.channel
+    }
+
+    fn spec(&self) -> ChannelSpec {
+        ChannelSpec::new(self.channel(), self.genesis.hash().0)
+    }
+
+    /// Validator `i`'s node settings: its own directory, a short block cutter.
+    fn config(&self, i: usize) -> NodeConfig {
+        NodeConfig {
+            data_dir: self.dirs[i].path().to_path_buf(),
+            genesis: self.genesis.clone(),
+            key: copy(&self.nodes[i]),
+            crypto: CryptoService::cpu(),
+            cutter: Some(CutterConfig {
+                max_txs: 500,
+                max_bytes: 2 << 20,
+                timeout: Duration::from_millis(100),
+                queue: 100_000,
+            }),
+            clock: None,
         }
     }
 
@@ -222,7 +224,7 @@ impl Net {
             } else {
                 &self.alice
             }),
-            channel: CHANNEL.into(),
+            channel: self.channel().into(),
             member,
         }
     }
@@ -254,6 +256,20 @@ impl Net {
             ids.push(c.submit(&tx).await.expect("accepted"));
         }
         ids
+    }
+}
+
+/// Consensus over `net` with short test timeouts.
+fn bft_setup(net: &Network, inbound: mpsc::Receiver<Inbound>, admit: Admit) -> BftSetup {
+    BftSetup {
+        net: net.clone(),
+        inbound,
+        admit,
+        timeouts: Some(Timeouts {
+            propose_ms: 800,
+            prevote_ms: 300,
+            precommit_ms: 300,
+        }),
     }
 }
 
@@ -300,7 +316,7 @@ fn same_chain(net: &Net, nodes: &[&Running]) -> u64 {
         for (i, b) in blocks.iter().enumerate() {
             assert_eq!(b.header.hash().0, hash, "node {i} differs at height {h}");
             assert_eq!(b.status, blocks[0].status, "node {i} statuses at {h}");
-            verify_commit(CHANNEL, h, &hash, &b.cert, &set)
+            verify_commit(net.channel(), h, &hash, &b.cert, &set)
                 .unwrap_or_else(|e| panic!("node {i} certificate at {h}: {e}"));
         }
     }
@@ -646,4 +662,108 @@ async fn a_restarted_validator_replays_its_log_and_never_equivocates() {
     let all: Vec<&Running> = std::iter::once(&r0).chain(run.iter()).collect();
     same_chain(&net, &all);
     assert!(!logged("equivocated"), "a validator signed two votes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_with_different_validator_sets_share_processes_not_chains() {
+    // Five node processes: alpha is ordered by nodes 0..=3, beta by nodes 1..=4; nodes 1..=3
+    // serve both channels over one network.
+    let keys: Vec<SigningKey> = (0..5)
+        .map(|_| SigningKey::generate().expect("keygen"))
+        .collect();
+    let alpha = Net::with_nodes("alpha", keys[0..4].iter().map(copy).collect());
+    let beta = Net::with_nodes("beta", keys[1..5].iter().map(copy).collect());
+    let addrs: Vec<String> = (0..5).map(|_| free_addr()).collect();
+    let mut alpha_nodes = Vec::new();
+    let mut beta_nodes = Vec::new();
+    let mut nets = Vec::new();
+    for (p, key) in keys.iter().enumerate() {
+        let mut chans = Vec::new();
+        if p < 4 {
+            chans.push((&alpha, p, Admit::default()));
+        }
+        if p >= 1 {
+            chans.push((&beta, p - 1, Admit::default()));
+        }
+        let specs = chans
+            .iter()
+            .map(|(n, _, a)| (n.spec(), a.clone()))
+            .collect();
+        let (net, mut rx) = Network::start(
+            NetConfig {
+                peers: addrs.clone(),
+                ..NetConfig::new(addrs[p].parse().expect("addr"), copy(key))
+            },
+            specs,
+        )
+        .await
+        .expect("network");
+        for (n, i, admit) in chans {
+            let inbound = rx.remove(n.channel()).expect("inbound");
+            let node = Node::start_bft(n.config(i), bft_setup(&net, inbound, admit))
+                .await
+                .expect("node");
+            let addr = bpu_ledger::server::spawn(node.clone(), "127.0.0.1:0")
+                .await
+                .expect("client API")
+                .to_string();
+            let r = Running {
+                node,
+                net: net.clone(),
+                addr,
+            };
+            if n.channel() == "alpha" {
+                alpha_nodes.push(r);
+            } else {
+                beta_nodes.push(r);
+            }
+        }
+        nets.push(net);
+    }
+    // Different traffic on each channel, through a node serving both.
+    let a = alpha.add_members(&alpha_nodes[1], 0, 6).await;
+    let b = beta.add_members(&beta_nodes[0], 0, 2).await;
+    let mut ca = Client::connect(&alpha_nodes[1].addr)
+        .await
+        .expect("connect");
+    let mut cb = Client::connect(&beta_nodes[0].addr).await.expect("connect");
+    wait_all(&mut ca, &a).await;
+    wait_all(&mut cb, &b).await;
+    // A transaction of one channel is refused by the other's node.
+    let tx = beta
+        .signer(ADMIN)
+        .sign(system::MEMBERSHIP, None, "add_member", vec![], 99)
+        .expect("sign");
+    assert!(
+        ca.submit(&tx).await.is_err(),
+        "alpha took a beta transaction"
+    );
+    let all_a: Vec<&Running> = alpha_nodes.iter().collect();
+    let all_b: Vec<&Running> = beta_nodes.iter().collect();
+    let ha = alpha_nodes
+        .iter()
+        .map(|r| r.node.tip().height)
+        .max()
+        .expect("h");
+    let hb = beta_nodes
+        .iter()
+        .map(|r| r.node.tip().height)
+        .max()
+        .expect("h");
+    until_height(&all_a, ha, Duration::from_secs(20)).await;
+    until_height(&all_b, hb, Duration::from_secs(20)).await;
+    // Each chain is certified by its own set, and the chains share no block.
+    same_chain(&alpha, &all_a);
+    same_chain(&beta, &all_b);
+    let block = |r: &Running, h| {
+        Block::decode(&r.node.block(h).expect("read").expect("block")).expect("decode")
+    };
+    assert_ne!(
+        block(&alpha_nodes[1], 1).header.hash(),
+        block(&beta_nodes[0], 1).header.hash()
+    );
+    assert_ne!(alpha.set().id(), beta.set().id());
+    // Node 0 is not a beta validator: it was never given beta's frames, and node 4 no alpha's.
+    assert!(nets[0].peers("beta").is_empty());
+    assert!(nets[4].peers("alpha").is_empty());
 }
