@@ -1365,8 +1365,11 @@ impl Driver {
     }
 }
 
-/// The validators' (membership index, node key, BLS key), which fix the validator set.
-fn validator_keys(m: &Membership) -> Vec<(u32, &[u8], Option<[u8; 48]>)> {
+/// A validator's membership index, node key and BLS key.
+type ValidatorEntry<'a> = (u32, &'a [u8], Option<[u8; 48]>);
+
+/// The validators' entries, which fix the validator set.
+fn validator_keys(m: &Membership) -> Vec<ValidatorEntry<'_>> {
     m.with_role(crate::membership::Role::Validator)
         .into_iter()
         .filter_map(|i| {

@@ -608,6 +608,12 @@ async fn a_restarted_validator_replays_its_log_and_never_equivocates() {
     let ids = net.add_members(&run[0], 0, 3).await;
     let mut c = Client::connect(&run[1].addr).await.expect("connect");
     wait_all(&mut c, &ids).await;
+    let top = run.iter().map(|r| r.node.tip().height).max().expect("max");
+    let t = tokio::time::Instant::now() + Duration::from_secs(20);
+    while n0.tip().height < top {
+        assert!(tokio::time::Instant::now() < t, "node 0 keeps up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // A 2|2 partition keeps every validator voting in rounds of one height.
     let left: HashSet<PeerId> = [net.peer(0), net.peer(1)].into();
     let right: HashSet<PeerId> = [net.peer(2), net.peer(3)].into();
@@ -646,6 +652,10 @@ async fn a_restarted_validator_replays_its_log_and_never_equivocates() {
         r.net.set_blocked(HashSet::new());
     }
     wait_all(&mut c, &stuck).await;
+    // Endorsed on a state that has the earlier additions (they all bump the member count).
+    let h = run[1].node.tip().height;
+    let live: Vec<&Running> = run.iter().collect();
+    until_height(&live, h, Duration::from_secs(20)).await;
     let more = net.add_members(&run[2], 200, 3).await;
     wait_all(&mut c, &more).await;
     let top = run.iter().map(|r| r.node.tip().height).max().expect("max");
