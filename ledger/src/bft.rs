@@ -14,8 +14,10 @@
 
 use crate::format::{Block, BlockHeader, TxStatus, Wire, VERSION};
 use crate::membership::{Membership, Validators};
+use crate::node::signature_checks;
 use crate::order::{Clock, CutterConfig, OrderError, Ordered, Ordering, Tip};
 use crate::p2p::{Admit, Inbound, Network, PeerId};
+use crate::sigcache::SigCache;
 use crate::wal::Wal;
 use bpu_consensus::bls::VoteKind;
 use bpu_consensus::bls::{proposal_message, BlsSecretKey, BlsSignature, QuorumCert};
@@ -132,6 +134,9 @@ pub struct BftContext {
     pub blocks: BlockReader,
     /// The write-ahead log file.
     pub wal: PathBuf,
+    /// The node's signature cache: forwarded transactions are checked in the background
+    /// while they wait, so validation finds the verdicts.
+    pub sigs: Arc<SigCache>,
 }
 
 /// Why the BFT orderer could not start.
@@ -228,6 +233,7 @@ impl BftOrderer {
             membership,
             validators,
             blocks: ctx.blocks,
+            sigs: ctx.sigs,
             out,
             tip,
             awaiting: None,
@@ -374,6 +380,7 @@ struct Driver {
     membership: Arc<Membership>,
     validators: Validators,
     blocks: BlockReader,
+    sigs: Arc<SigCache>,
     out: mpsc::Sender<Block>,
     tip: Tip,
     /// Height of the block sent to the committer and not yet reported committed.
@@ -937,6 +944,7 @@ impl Driver {
     }
 
     fn on_txs(&mut self, peer: PeerId, txs: Vec<Vec<u8>>) {
+        let mut checks = Vec::new();
         for bytes in txs {
             match crate::format::EndorsedTx::decode(&bytes) {
                 Ok(tx) if tx.tx.body.channel == self.channel => {
@@ -946,7 +954,11 @@ impl Driver {
                             self.channel,
                             self.mempool.len()
                         );
-                        return;
+                        break;
+                    }
+                    if let Some((own, ends)) = signature_checks(&tx, &self.membership) {
+                        checks.push(own);
+                        checks.extend(ends.into_iter().map(|(_, r)| r));
                     }
                     let leaf = merkle::leaf_hash(&bytes);
                     self.mempool.push(Ordered { tx, bytes, leaf });
@@ -962,6 +974,9 @@ impl Driver {
                     )
                 }
             }
+        }
+        if !checks.is_empty() {
+            self.sigs.prefetch(checks);
         }
     }
 
@@ -1028,6 +1043,22 @@ impl Driver {
                 false
             }
         };
+        if valid {
+            // Signatures of transactions this node has not seen yet start checking now.
+            let mut checks = Vec::new();
+            for t in &block.txs {
+                if self.mempool.ids.contains(&t.tx.id().0) {
+                    continue;
+                }
+                if let Some((own, ends)) = signature_checks(t, &self.membership) {
+                    checks.push(own);
+                    checks.extend(ends.into_iter().map(|(_, r)| r));
+                }
+            }
+            if !checks.is_empty() {
+                self.sigs.prefetch(checks);
+            }
+        }
         self.accept_proposal(p, block, valid, true);
     }
 

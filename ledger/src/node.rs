@@ -183,6 +183,7 @@ impl Node {
             .unwrap_or_else(|| CutterConfig::from_params(&params));
         let (block_tx, block_rx) = mpsc::channel(2);
         let clock = cfg.clock.unwrap_or_else(system_clock);
+        let sigs = SigCache::start(cfg.crypto.clone());
         let orderer: Arc<dyn Ordering> = match bft {
             None => SoloOrderer::start(
                 genesis.channel.clone(),
@@ -205,12 +206,12 @@ impl Node {
                     membership: membership.clone(),
                     blocks: Arc::new(move |h| reader.get_bytes(h).ok().flatten()),
                     wal: cfg.data_dir.join("consensus.wal"),
+                    sigs: sigs.clone(),
                 };
                 BftOrderer::start(ctx, setup, tip, block_tx)?
             }
         };
         let (tip_tx, _) = watch::channel(tip);
-        let sigs = SigCache::start(cfg.crypto.clone());
         let inner = Arc::new(Inner {
             channel: genesis.channel.clone(),
             genesis_hash,
@@ -933,6 +934,30 @@ async fn commit(inner: &Arc<Inner>, block: &mut Block) -> Result<(), NodeError> 
     Ok(())
 }
 
+/// A transaction's signature checks under `membership`: the client's, and each endorsement by
+/// a validator with its endorser; `None` when the creator is unknown or its key unusable.
+pub(crate) fn signature_checks(
+    t: &EndorsedTx,
+    membership: &Membership,
+) -> Option<(VerifyRequest, Vec<(u32, VerifyRequest)>)> {
+    let key = membership.member(t.tx.body.creator)?.public_key().ok()?;
+    let own = t.tx.verify_request(&key);
+    let digest = t.result.digest().0;
+    let ends = t
+        .endorsements
+        .iter()
+        .filter_map(|e| {
+            let em = membership.member(e.endorser)?;
+            if !em.has(Role::Validator) {
+                return None;
+            }
+            let ek = em.public_key().ok()?;
+            Some((e.endorser, VerifyRequest::new(&ek, &e.sig.into(), digest)))
+        })
+        .collect();
+    Some((own, ends))
+}
+
 /// Where a transaction's signature checks sit in the block's verification batch: its own, and
 /// (endorser, index) for each endorsement by a validator.
 type SigChecks = (usize, Vec<(u32, usize)>);
@@ -961,25 +986,17 @@ async fn validate(
             match membership.member(b.creator) {
                 None => Some(TxStatus::UnknownMember),
                 Some(m) if !m.has(required_role(&t.tx, false)) => Some(TxStatus::WrongRole),
-                Some(m) => match m.public_key() {
-                    Err(_) => Some(TxStatus::BadSignature),
-                    Ok(key) => {
-                        let own = reqs.len();
-                        reqs.push(t.tx.verify_request(&key));
-                        let digest = t.result.digest().0;
-                        let mut ends = Vec::new();
-                        for e in &t.endorsements {
-                            let Some(em) = membership.member(e.endorser) else {
-                                continue;
-                            };
-                            if !em.has(Role::Validator) {
-                                continue;
-                            }
-                            let Ok(ek) = em.public_key() else { continue };
-                            ends.push((e.endorser, reqs.len()));
-                            reqs.push(VerifyRequest::new(&ek, &e.sig.into(), digest));
+                Some(_) => match signature_checks(t, membership) {
+                    None => Some(TxStatus::BadSignature),
+                    Some((own, ends)) => {
+                        let own_at = reqs.len();
+                        reqs.push(own);
+                        let mut at = Vec::with_capacity(ends.len());
+                        for (endorser, r) in ends {
+                            at.push((endorser, reqs.len()));
+                            reqs.push(r);
                         }
-                        checks.push(Some((own, ends)));
+                        checks.push(Some((own_at, at)));
                         None
                     }
                 },
