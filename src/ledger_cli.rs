@@ -11,6 +11,7 @@ use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Ro
 use bpu_ledger::node::{Node, NodeConfig};
 use bpu_ledger::order::{now_ms, CutterConfig};
 use bpu_ledger::p2p::{Admit, ChannelSpec, NetConfig, Network, PeerId};
+use bpu_ledger::snapshot::{Checkpoint, SnapshotPolicy, SyncOptions};
 use bpu_ledger::system;
 use bpu_runtime::{CryptoService, PublicKey, SigningKey};
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,52 @@ pub struct NodeFile {
     /// genesis, validator set, data directory and client address.
     #[serde(default)]
     pub channels: Vec<ChannelFile>,
+    /// Write a state snapshot every this many blocks (served to fast-syncing peers).
+    #[serde(default)]
+    pub snapshot_every: Option<u64>,
+    /// Complete snapshots kept (default 2).
+    #[serde(default)]
+    pub snapshot_keep: Option<usize>,
+    /// Keep only the newest this many blocks (block 0 and the transaction index stay).
+    #[serde(default)]
+    pub keep_blocks: Option<u64>,
+    /// On an empty data directory, start from a peer's certified state snapshot instead of
+    /// replaying every block (needs `[p2p]`).
+    #[serde(default)]
+    pub fast_sync: bool,
+    /// `HEIGHT:BLOCKHASH` of a block you trust, for fast sync once the validator set has
+    /// changed since the genesis.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+}
+
+impl NodeFile {
+    /// The snapshot, pruning and fast-sync options.
+    fn sync_options(&self) -> Result<SyncOptions> {
+        let checkpoint = match &self.checkpoint {
+            None => None,
+            Some(c) => {
+                let bad = || anyhow!("checkpoint {c:?}: expected HEIGHT:BLOCKHASH (64 hex digits)");
+                let (h, hash) = c.split_once(':').ok_or_else(bad)?;
+                Some(Checkpoint {
+                    height: h.parse().map_err(|_| bad())?,
+                    hash: ::hex::decode(hash)
+                        .ok()
+                        .and_then(|v| v.try_into().ok())
+                        .ok_or_else(bad)?,
+                })
+            }
+        };
+        Ok(SyncOptions {
+            snapshots: self.snapshot_every.map(|every| SnapshotPolicy {
+                every,
+                keep: self.snapshot_keep.unwrap_or(2),
+            }),
+            keep_blocks: self.keep_blocks,
+            fast_sync: self.fast_sync,
+            checkpoint,
+        })
+    }
 }
 
 /// The `[p2p]` section of a node config.
@@ -590,6 +637,7 @@ async fn start_node(cfg: &NodeFile, base: &Path) -> Result<Vec<(Node, std::net::
         bail!("several channels need the [p2p] section (they are ordered by BFT consensus)");
     }
     let key_path = at(&cfg.key);
+    let sync = cfg.sync_options()?;
     let crypto = CryptoService::open(&cfg.device)
         .with_context(|| format!("opening device {}", cfg.device))?;
     // One network for every channel; each channel admits its genesis validators' node keys
@@ -648,6 +696,7 @@ async fn start_node(cfg: &NodeFile, base: &Path) -> Result<Vec<(Node, std::net::
                     .ok_or_else(|| anyhow!("no network inbound for channel {}", g.channel))?,
                 admit,
                 timeouts,
+                sync: sync.clone(),
             }));
         }
     } else {
@@ -674,7 +723,7 @@ async fn start_node(cfg: &NodeFile, base: &Path) -> Result<Vec<(Node, std::net::
             clock: None,
         };
         let node = match bft {
-            None => Node::start(node_cfg).await?,
+            None => Node::start_solo(node_cfg, sync.clone()).await?,
             Some(setup) => Node::start_bft(node_cfg, setup).await?,
         };
         let addr = bpu_ledger::server::spawn(node.clone(), &listen)
@@ -828,6 +877,11 @@ fn create_network(a: &UpArgs) -> Result<()> {
             block_max_txs: None,
             block_max_bytes: None,
             block_timeout_ms: None,
+            snapshot_every: None,
+            snapshot_keep: None,
+            keep_blocks: None,
+            fast_sync: false,
+            checkpoint: None,
             p2p: (a.nodes > 1).then(|| P2pFile {
                 listen: p2p[i].clone(),
                 peers: p2p.clone(),

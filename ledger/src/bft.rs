@@ -18,6 +18,7 @@ use crate::node::signature_checks;
 use crate::order::{Clock, CutterConfig, OrderError, Ordered, Ordering, Tip};
 use crate::p2p::{Admit, Inbound, Network, PeerId};
 use crate::sigcache::SigCache;
+use crate::snapshot::{SnapshotDir, SnapshotOffer, SyncOptions, CHUNK_BYTES};
 use crate::wal::Wal;
 use bpu_consensus::bls::VoteKind;
 use bpu_consensus::bls::{proposal_message, BlsSecretKey, BlsSignature, QuorumCert};
@@ -34,7 +35,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 /// How far in the future a proposal's block time may be, milliseconds.
@@ -53,6 +54,10 @@ const TICK: Duration = Duration::from_millis(500);
 const SYNC_RETRY: Duration = Duration::from_secs(2);
 /// Most forwarded transactions in one frame.
 const FORWARD_BATCH: usize = 1024;
+/// Snapshot requests (offers, chunks) served at once; more are dropped (the asker retries).
+const SNAPSHOT_SERVERS: usize = 4;
+/// How often to repeat the error that every peer ahead pruned the blocks this node needs.
+const PRUNED_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A proposal on the wire: the block travels with it, signed by the proposer's BLS key.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -82,10 +87,12 @@ pub enum Message {
     Txs(Vec<Vec<u8>>),
     Proposal(SignedProposal),
     Vote(SignedVote),
-    /// The sender's committed tip.
+    /// The sender's committed tip, and the lowest height above 0 whose block it holds
+    /// (blocks `1..base` are pruned or were never fetched).
     Status {
         height: u64,
         hash: [u8; 32],
+        base: u64,
     },
     /// Asks for committed blocks `from..from + count`.
     GetBlocks {
@@ -94,6 +101,26 @@ pub enum Message {
     },
     /// Committed blocks with their certificates, ascending.
     Blocks(Vec<Vec<u8>>),
+    /// Asks for the newest complete state snapshot, or the one of exactly `height` (fast sync
+    /// with a trusted checkpoint).
+    GetSnapshot {
+        height: Option<u64>,
+    },
+    /// The answer to `GetSnapshot`: the offer, or `None` when the sender has none.
+    Snapshot(Option<SnapshotOffer>),
+    /// Asks for bytes `offset..offset + len` (`len` ≤ `snapshot::CHUNK_BYTES`) of the stream
+    /// of snapshot `height`, inside one of its two parts.
+    GetChunk {
+        height: u64,
+        offset: u64,
+        len: u32,
+    },
+    /// The answer to `GetChunk`.
+    Chunk {
+        height: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
 }
 
 /// A record of the write-ahead log.
@@ -118,6 +145,8 @@ pub struct BftSetup {
     pub admit: Admit,
     /// Round-0 timeouts; `None` derives them from the channel's block timeout.
     pub timeouts: Option<Timeouts>,
+    /// Snapshots, pruning and fast sync (all off by default).
+    pub sync: SyncOptions,
 }
 
 /// The parts of the node the orderer works with.
@@ -132,6 +161,12 @@ pub struct BftContext {
     pub cutter: CutterConfig,
     pub membership: Arc<RwLock<Arc<Membership>>>,
     pub blocks: BlockReader,
+    /// The lowest height above 0 whose block the node holds (reported in `Status`).
+    pub base: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// The node's snapshots, served to fast-syncing peers (`None`: answers "no snapshot").
+    pub snapshots: Option<SnapshotDir>,
+    /// A certified block to commit first (the anchor of a snapshot the node started from).
+    pub synced: Option<Block>,
     /// The write-ahead log file.
     pub wal: PathBuf,
     /// The node's signature cache: forwarded transactions are checked in the background
@@ -234,6 +269,9 @@ impl BftOrderer {
             validators,
             blocks: ctx.blocks,
             sigs: ctx.sigs,
+            base: ctx.base,
+            snapshots: ctx.snapshots,
+            serving: Arc::new(Semaphore::new(SNAPSHOT_SERVERS)),
             out,
             tip,
             awaiting: None,
@@ -249,8 +287,12 @@ impl BftOrderer {
             progress: (0, 0, Step::Propose),
         };
         d.refresh_admit();
+        if let Some(b) = ctx.synced {
+            d.sync.ahead.insert(b.header.height, b);
+        }
         let task = tokio::spawn(async move {
             d.replay(records);
+            d.apply_synced().await;
             d.run(submit_rx, tip_rx, setup.inbound).await;
         })
         .abort_handle();
@@ -346,8 +388,10 @@ impl Mempool {
 struct SyncState {
     /// Outstanding request: when, to whom, from which height.
     asked: Option<(Instant, PeerId, u64)>,
-    /// Best tips peers reported.
-    peers: HashMap<PeerId, u64>,
+    /// Tips peers reported, with their base (lowest block above 0 they hold).
+    peers: HashMap<PeerId, (u64, u64)>,
+    /// When the "every peer pruned what this node needs" error was last logged.
+    pruned_warned: Option<Instant>,
     /// Certified blocks received ahead of the tip, by height.
     ahead: BTreeMap<u64, Block>,
 }
@@ -381,6 +425,10 @@ struct Driver {
     validators: Validators,
     blocks: BlockReader,
     sigs: Arc<SigCache>,
+    base: Arc<dyn Fn() -> u64 + Send + Sync>,
+    snapshots: Option<SnapshotDir>,
+    /// Bounds the snapshot requests served at once.
+    serving: Arc<Semaphore>,
     out: mpsc::Sender<Block>,
     tip: Tip,
     /// Height of the block sent to the committer and not yet reported committed.
@@ -606,10 +654,7 @@ impl Driver {
             self.refresh_admit();
         }
         self.sync.ahead.retain(|&h, _| h > t.height);
-        self.broadcast(&Message::Status {
-            height: t.height,
-            hash: t.hash,
-        });
+        self.broadcast(&self.status());
         self.apply_synced().await;
     }
 
@@ -924,9 +969,17 @@ impl Driver {
     async fn on_message(&mut self, peer: PeerId, m: Message) {
         match m {
             Message::Txs(txs) => self.on_txs(peer, txs),
-            Message::Status { height, hash } => self.on_status(peer, height, hash),
+            Message::Status { height, hash, base } => self.on_status(peer, height, hash, base),
             Message::GetBlocks { from, count } => self.on_get_blocks(peer, from, count),
             Message::Blocks(blocks) => self.on_blocks(peer, blocks).await,
+            Message::GetSnapshot { height } => self.on_get_snapshot(peer, height),
+            Message::GetChunk {
+                height,
+                offset,
+                len,
+            } => self.on_get_chunk(peer, height, offset, len),
+            // Answers for a fast sync, which runs before the driver starts: late ones.
+            Message::Snapshot(_) | Message::Chunk { .. } => {}
             Message::Proposal(_) | Message::Vote(_) => {
                 let Some(height) = msg_height(&m) else { return };
                 let current = self.h.as_ref().map(|h| h.height);
@@ -1179,7 +1232,7 @@ impl Driver {
         self.apply(a, live);
     }
 
-    fn on_status(&mut self, peer: PeerId, height: u64, hash: [u8; 32]) {
+    fn on_status(&mut self, peer: PeerId, height: u64, hash: [u8; 32], base: u64) {
         if height == self.tip.height && hash != self.tip.hash {
             tracing::error!(
                 "{}: {peer:?} committed block {} at height {height}, this node {}: a fork (more than f validators are faulty)",
@@ -1188,21 +1241,41 @@ impl Driver {
                 short(&self.tip.hash)
             );
         }
-        self.sync.peers.insert(peer, height);
+        self.sync.peers.insert(peer, (height, base.max(1)));
         self.request_sync();
     }
 
-    /// Asks a peer that is ahead for the blocks after the tip.
+    /// Asks a peer that is ahead, and still holds the blocks after the tip, for them.
     fn request_sync(&mut self) {
         let from = self.next_height();
-        let best = self
+        let ahead = self
             .sync
             .peers
             .iter()
-            .filter(|(_, &h)| h >= from)
-            .map(|(p, &h)| (*p, h))
+            .filter(|(_, &(h, _))| h >= from)
+            .map(|(p, &(h, base))| (*p, h, base))
+            .collect::<Vec<_>>();
+        let best = ahead
+            .iter()
+            .filter(|(_, _, base)| *base <= from)
+            .map(|&(p, h, _)| (p, h))
             .collect::<Vec<_>>();
         if best.is_empty() {
+            let now = Instant::now();
+            let lowest = ahead.iter().map(|a| a.2).min();
+            if let Some(lowest) = lowest {
+                if self
+                    .sync
+                    .pruned_warned
+                    .is_none_or(|t| now >= t + PRUNED_WARN_EVERY)
+                {
+                    self.sync.pruned_warned = Some(now);
+                    tracing::error!(
+                        "{}: this node needs block {from}, but every peer ahead pruned it (the lowest block they hold is {lowest}): restart this node with fast sync on an empty data directory, or connect a peer that keeps the blocks",
+                        self.channel
+                    );
+                }
+            }
             return;
         }
         let now = Instant::now();
@@ -1236,6 +1309,15 @@ impl Driver {
     }
 
     fn on_get_blocks(&mut self, peer: PeerId, from: u64, count: u64) {
+        if from > 0 && from <= self.tip.height && from < (self.base)() {
+            // Pruned (or never fetched): tell the asker what this node holds, so it moves on.
+            tracing::debug!(
+                "{}: {peer:?} asked for block {from}, which this node does not hold",
+                self.channel
+            );
+            self.net.send(&self.channel, peer, encode(&self.status()));
+            return;
+        }
         let mut out = Vec::new();
         let mut bytes = 0;
         for h in from..from.saturating_add(count.min(SYNC_BATCH)) {
@@ -1324,10 +1406,7 @@ impl Driver {
     }
 
     fn on_tick(&mut self) {
-        self.broadcast(&Message::Status {
-            height: self.tip.height,
-            hash: self.tip.hash,
-        });
+        self.broadcast(&self.status());
         self.request_sync();
         // No progress for a while: send every message of this height again (a reconnected
         // or healed peer may have missed them).
@@ -1356,8 +1435,85 @@ impl Driver {
         }
     }
 
+    /// Answers a fast-syncing peer with this node's newest (or the named) snapshot, read off
+    /// the driver task.
+    fn on_get_snapshot(&mut self, peer: PeerId, height: Option<u64>) {
+        let Some(dir) = self.snapshots.clone() else {
+            self.net
+                .send(&self.channel, peer, encode(&Message::Snapshot(None)));
+            return;
+        };
+        let Ok(permit) = self.serving.clone().try_acquire_owned() else {
+            return;
+        };
+        let net = self.net.clone();
+        let channel = self.channel.clone();
+        tokio::spawn(async move {
+            let offer = tokio::task::spawn_blocking(move || dir.offer(height)).await;
+            let offer = match offer {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => {
+                    tracing::warn!("{channel}: cannot offer a snapshot: {e}");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!("{channel}: snapshot offer task: {e}");
+                    None
+                }
+            };
+            net.send(&channel, peer, encode(&Message::Snapshot(offer)));
+            drop(permit);
+        });
+    }
+
+    /// Sends a chunk of a snapshot, read off the driver task.
+    fn on_get_chunk(&mut self, peer: PeerId, height: u64, offset: u64, len: u32) {
+        let Some(dir) = self.snapshots.clone() else {
+            return;
+        };
+        if len == 0 || len > CHUNK_BYTES {
+            tracing::warn!(
+                "{}: {peer:?} asked for a chunk of {len} bytes (limit {CHUNK_BYTES})",
+                self.channel
+            );
+            return;
+        }
+        let Ok(permit) = self.serving.clone().try_acquire_owned() else {
+            return;
+        };
+        let net = self.net.clone();
+        let channel = self.channel.clone();
+        tokio::spawn(async move {
+            let r = tokio::task::spawn_blocking(move || dir.read_chunk(height, offset, len)).await;
+            match r {
+                Ok(Ok(data)) => {
+                    net.send(
+                        &channel,
+                        peer,
+                        encode(&Message::Chunk {
+                            height,
+                            offset,
+                            data,
+                        }),
+                    );
+                }
+                Ok(Err(e)) => tracing::debug!("{channel}: not serving a chunk to {peer:?}: {e}"),
+                Err(e) => tracing::warn!("{channel}: snapshot chunk task: {e}"),
+            }
+            drop(permit);
+        });
+    }
+
     // -----------------------------------------------------------------------------------------
     // Helpers.
+
+    fn status(&self) -> Message {
+        Message::Status {
+            height: self.tip.height,
+            hash: self.tip.hash,
+            base: (self.base)(),
+        }
+    }
 
     fn broadcast(&self, m: &Message) {
         self.net.broadcast(&self.channel, encode(m));
@@ -1373,15 +1529,7 @@ impl Driver {
 
     /// Keeps the network's admission list equal to the validators' node keys.
     fn refresh_admit(&self) {
-        let keys: HashSet<PeerId> = self
-            .validators
-            .members
-            .iter()
-            .filter_map(|&i| self.membership.member(i))
-            .filter_map(|m| <[u8; 65]>::try_from(m.key.as_slice()).ok())
-            .map(PeerId)
-            .collect();
-        *self.admit.write() = keys;
+        *self.admit.write() = validator_peers(&self.membership, &self.validators);
     }
 
     fn wal_failed(&mut self, e: std::io::Error) {
@@ -1407,6 +1555,17 @@ fn validator_keys(m: &Membership) -> Vec<ValidatorEntry<'_>> {
             m.member(i)
                 .map(|x| (i, x.key.as_slice(), x.bls.map(|b| b.key.to_bytes())))
         })
+        .collect()
+}
+
+/// The node keys of the validators: whom the network admits on the channel.
+pub fn validator_peers(membership: &Membership, validators: &Validators) -> HashSet<PeerId> {
+    validators
+        .members
+        .iter()
+        .filter_map(|&i| membership.member(i))
+        .filter_map(|m| <[u8; 65]>::try_from(m.key.as_slice()).ok())
+        .map(PeerId)
         .collect()
 }
 

@@ -7,6 +7,7 @@
 
 use crate::api::{Cursor, EventRecord, NodeInfo, Rejection, TxProof, TxState, PROTOCOL};
 use crate::bft::{BftContext, BftOrderer, BftSetup};
+use crate::fastsync::{FastSync, FastSyncError};
 use crate::format::{
     Block, BlockHeader, EndorsedTx, Endorsement, ExecResult, KeyVersion, Read, Receipt,
     Transaction, TxStatus, Wire, Write, VERSION,
@@ -14,6 +15,7 @@ use crate::format::{
 use crate::membership::{ChannelParams, Genesis, Membership, Role};
 use crate::order::{system_clock, Clock, CutterConfig, Ordered, Ordering, SoloOrderer, Tip};
 use crate::sigcache::SigCache;
+use crate::snapshot::{Housekeeping, SnapshotDir, SnapshotError, SyncOptions};
 use crate::store::{BlockStore, StoreError};
 use crate::system::{self, ContractMeta};
 use bpu_runtime::contract::{
@@ -56,6 +58,14 @@ pub enum NodeError {
     Corrupt(String),
     #[error("consensus: {0}")]
     Bft(#[from] crate::bft::BftError),
+    #[error(transparent)]
+    FastSync(#[from] FastSyncError),
+    #[error("snapshots: {0}")]
+    Snapshot(#[from] SnapshotError),
+    #[error("block {height} was pruned: this node keeps blocks from {base} on; ask a node that keeps the whole chain")]
+    Pruned { height: u64, base: u64 },
+    #[error("{0}")]
+    Config(String),
 }
 
 /// What a node needs to start.
@@ -137,8 +147,10 @@ struct Inner {
     commits: broadcast::Sender<Arc<Committed>>,
     clock: Clock,
     counters: Counters,
-    /// The commit loop, for [`Node::halt`].
-    commit_task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The commit loop and housekeeping tasks, for [`Node::halt`].
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Committed heights for the background snapshots and pruning, when on.
+    housekeeping: Option<mpsc::Sender<u64>>,
 }
 
 /// A running node (cheap to clone).
@@ -151,19 +163,32 @@ impl Node {
     /// Opens the data directory (creating the chain from the genesis when empty), recovers,
     /// and starts the solo orderer and committing on the current tokio runtime.
     pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
-        Node::start_with(cfg, None).await
+        Node::start_with(cfg, None, SyncOptions::default()).await
+    }
+
+    /// Like [`Node::start`] (the solo orderer) with snapshots and pruning; fast sync needs
+    /// peers, so `opts.fast_sync` is refused here.
+    pub async fn start_solo(cfg: NodeConfig, opts: SyncOptions) -> Result<Node, NodeError> {
+        if opts.fast_sync {
+            return Err(NodeError::Config(
+                "fast sync needs peers: start the node with BFT ordering (Node::start_bft)".into(),
+            ));
+        }
+        Node::start_with(cfg, None, opts).await
     }
 
     /// Like [`Node::start`], ordering by BFT consensus with the channel's other validators over
-    /// `setup.net` (docs/consensus.md).
+    /// `setup.net` (docs/consensus.md); `setup.sync` turns on snapshots, pruning and fast sync.
     pub async fn start_bft(cfg: NodeConfig, setup: BftSetup) -> Result<Node, NodeError> {
-        Node::start_with(cfg, Some(setup)).await
+        let opts = setup.sync.clone();
+        Node::start_with(cfg, Some(setup), opts).await
     }
 
-    async fn start_with(cfg: NodeConfig, bft: Option<BftSetup>) -> Result<Node, NodeError> {
-        std::fs::create_dir_all(&cfg.data_dir)?;
-        let store = Arc::new(BlockStore::open(&cfg.data_dir.join("blocks.redb"))?);
-        let state = StateService::open(&cfg.data_dir.join("state"))?;
+    async fn start_with(
+        cfg: NodeConfig,
+        mut bft: Option<BftSetup>,
+        opts: SyncOptions,
+    ) -> Result<Node, NodeError> {
         let genesis = &cfg.genesis;
         let genesis_hash = genesis.hash().0;
         let me_key = cfg.key.public_key().to_sec1();
@@ -174,7 +199,15 @@ impl Node {
             .position(|m| m.key == me_key && m.has(Role::Validator))
             .ok_or_else(|| NodeError::NotValidator(genesis.channel.clone()))?
             as u32;
-
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let store = Arc::new(BlockStore::open(&cfg.data_dir.join("blocks.redb"))?);
+        let mut synced = None;
+        if let Some(setup) = bft.as_mut() {
+            if opts.fast_sync && store.is_fresh()? {
+                synced = fast_sync(&cfg.data_dir, genesis, &store, setup).await?;
+            }
+        }
+        let state = StateService::open(&cfg.data_dir.join("state"))?;
         let tip = recover(&store, &state, genesis)?;
         let membership = Arc::new(RwLock::new(Arc::new(load_membership(&state)?)));
         let params = genesis.params.clone();
@@ -196,6 +229,7 @@ impl Node {
             ),
             Some(setup) => {
                 let reader = store.clone();
+                let based = store.clone();
                 let ctx = BftContext {
                     channel: genesis.channel.clone(),
                     me_key,
@@ -205,6 +239,9 @@ impl Node {
                     cutter,
                     membership: membership.clone(),
                     blocks: Arc::new(move |h| reader.get_bytes(h).ok().flatten()),
+                    base: Arc::new(move || based.base().unwrap_or(1)),
+                    snapshots: opts.snapshots.map(|_| SnapshotDir::open(&cfg.data_dir)),
+                    synced,
                     wal: cfg.data_dir.join("consensus.wal"),
                     sigs: sigs.clone(),
                 };
@@ -212,6 +249,13 @@ impl Node {
             }
         };
         let (tip_tx, _) = watch::channel(tip);
+        let hk = Housekeeping::new(opts, &cfg.data_dir)?;
+        let (hk_tx, hk_rx) = if hk.active() {
+            let (tx, rx) = mpsc::channel(1024);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let inner = Arc::new(Inner {
             channel: genesis.channel.clone(),
             genesis_hash,
@@ -232,10 +276,14 @@ impl Node {
             commits: broadcast::channel(1024).0,
             clock,
             counters: Counters::default(),
-            commit_task: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+            housekeeping: hk_tx,
         });
-        let task = tokio::spawn(commit_loop(inner.clone(), block_rx)).abort_handle();
-        *inner.commit_task.lock() = Some(task);
+        let mut tasks = vec![tokio::spawn(commit_loop(inner.clone(), block_rx)).abort_handle()];
+        if let Some(rx) = hk_rx {
+            tasks.push(tokio::spawn(housekeeping(inner.clone(), hk, rx)).abort_handle());
+        }
+        *inner.tasks.lock() = tasks;
         Ok(Node { inner })
     }
 
@@ -244,7 +292,7 @@ impl Node {
     /// dropped its files close and the data directory can be opened again.
     pub fn halt(&self) {
         self.inner.orderer.halt();
-        if let Some(t) = self.inner.commit_task.lock().take() {
+        for t in self.inner.tasks.lock().drain(..) {
             t.abort();
         }
     }
@@ -551,7 +599,14 @@ impl Node {
         Ok(TxState::Unknown)
     }
 
-    /// The encoded block at `height`, once committed (stored and applied to state).
+    /// The lowest height above 0 whose block this node holds: blocks `1..base` were pruned or
+    /// never fetched (the node started from a snapshot); 1 when it holds the whole chain.
+    pub fn base(&self) -> Result<u64, NodeError> {
+        Ok(self.inner.store.base()?)
+    }
+
+    /// The encoded block at `height`, once committed (stored and applied to state); `None` also
+    /// for a height below [`Node::base`].
     pub fn block(&self, height: u64) -> Result<Option<Vec<u8>>, NodeError> {
         if height > self.tip().height {
             return Ok(None);
@@ -569,11 +624,15 @@ impl Node {
         if h > self.tip().height {
             return Ok(None);
         }
-        let block = self
-            .inner
-            .store
-            .get(h)?
-            .ok_or_else(|| NodeError::Corrupt(format!("index points at missing block {h}")))?;
+        let Some(block) = self.inner.store.get(h)? else {
+            let base = self.inner.store.base()?;
+            if h < base {
+                return Err(NodeError::Pruned { height: h, base });
+            }
+            return Err(NodeError::Corrupt(format!(
+                "index points at missing block {h}"
+            )));
+        };
         let leaves: Vec<Digest> = block
             .txs
             .iter()
@@ -605,6 +664,13 @@ impl Node {
         max_blocks: u64,
     ) -> Result<(Vec<EventRecord>, Cursor), NodeError> {
         let tip = self.tip().height;
+        let base = self.inner.store.base()?;
+        if from.height > 0 && from.height < base {
+            return Err(NodeError::Pruned {
+                height: from.height,
+                base,
+            });
+        }
         let mut out = Vec::new();
         let mut c = from;
         let end = tip.min(from.height.saturating_add(max_blocks.max(1) - 1));
@@ -683,7 +749,7 @@ impl StateReader for NsReader<'_> {
     }
 }
 
-fn load_membership(state: &StateService) -> Result<Membership, NodeError> {
+pub(crate) fn load_membership(state: &StateService) -> Result<Membership, NodeError> {
     let orgs = state
         .get(system::MEMBERSHIP, system::ORGS_KEY)?
         .map(|(b, _)| b);
@@ -773,16 +839,12 @@ pub fn block_writes(block: &Block) -> Vec<StateWrite> {
     out
 }
 
-/// Brings state up to the block store and returns the tip.
-fn recover(store: &BlockStore, state: &StateService, g: &Genesis) -> Result<Tip, NodeError> {
+/// Stores block 0 in an empty store; refuses a store of another genesis.
+fn ensure_genesis_block(store: &BlockStore, g: &Genesis) -> Result<(), NodeError> {
     let g0 = genesis_block(g);
-    let stored_tip = match store.height()? {
-        None => {
-            store.append(0, &g0.encode(), &[])?;
-            0
-        }
-        Some(h) => h,
-    };
+    if store.height()?.is_none() {
+        store.append(0, &g0.encode(), &[])?;
+    }
     let b0 = store
         .get(0)?
         .ok_or_else(|| NodeError::Corrupt("no block 0".into()))?;
@@ -792,7 +854,87 @@ fn recover(store: &BlockStore, state: &StateService, g: &Genesis) -> Result<Tip,
             hash: hex::encode(b0.header.prev_hash),
         });
     }
+    Ok(())
+}
+
+/// Fast sync of a node whose block store holds only the genesis (docs/consensus.md, "Fast sync
+/// and pruning"): restores a peer's snapshot into `data_dir/state` and starts the block store
+/// after it. Returns the block to commit first, or `None` when no peer offered a snapshot (the
+/// node then catches up by blocks).
+async fn fast_sync(
+    data_dir: &std::path::Path,
+    genesis: &Genesis,
+    store: &Arc<BlockStore>,
+    setup: &mut BftSetup,
+) -> Result<Option<Block>, NodeError> {
+    ensure_genesis_block(store, genesis)?;
+    // A state with no block behind it: the genesis state, or one restored by a fast sync that
+    // stopped before the block store recorded it. Either is rebuilt.
+    let state_dir = data_dir.join("state");
+    let db = state_dir.join(bpu_runtime::state::DB_FILE);
+    if db.exists() {
+        let height = StateService::open(&state_dir)?.height();
+        if height.unwrap_or(0) > 0 {
+            tracing::warn!(
+                "{}: discarding a state at height {height:?} that no stored block backs (an interrupted fast sync)",
+                genesis.channel
+            );
+        }
+        std::fs::remove_file(&db)?;
+    }
+    let validators = genesis
+        .membership
+        .validator_set()
+        .map_err(|e| crate::bft::BftError::Membership(e.to_string()))?;
+    // The driver keeps admission current once it runs; until then, the genesis validators.
+    *setup.admit.write() = crate::bft::validator_peers(&genesis.membership, &validators);
+    let fs = FastSync {
+        channel: &genesis.channel,
+        genesis: &validators,
+        checkpoint: setup.sync.checkpoint,
+        data_dir,
+        store: store.clone(),
+        net: &setup.net,
+    };
+    Ok(fs.run(&mut setup.inbound).await?.map(|r| r.anchor))
+}
+
+/// The background snapshots and pruning, one job at a time, newest committed height first.
+async fn housekeeping(inner: Arc<Inner>, mut hk: Housekeeping, mut rx: mpsc::Receiver<u64>) {
+    while let Some(mut h) = rx.recv().await {
+        while let Ok(x) = rx.try_recv() {
+            h = h.max(x);
+        }
+        let i = inner.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            hk.after_commit(&i.channel, h, &i.state, &i.store);
+            hk
+        })
+        .await;
+        match r {
+            Ok(x) => hk = x,
+            Err(e) => {
+                tracing::error!(
+                    "{}: the snapshot and pruning task failed ({e}); no more snapshots or pruning until restarted",
+                    inner.channel
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Brings state up to the block store and returns the tip.
+fn recover(store: &BlockStore, state: &StateService, g: &Genesis) -> Result<Tip, NodeError> {
+    ensure_genesis_block(store, g)?;
+    let stored_tip = store.height()?.unwrap_or(0);
     if state.height().is_none() {
+        let base = store.base()?;
+        if base > 1 {
+            return Err(NodeError::Corrupt(format!(
+                "the block store starts at block {base} but the state is empty (a fast sync that stopped midway?): empty the data directory and start again"
+            )));
+        }
         state.commit(0, &genesis_state(g))?;
     }
     let applied = state.height().unwrap_or(0);
@@ -803,7 +945,7 @@ fn recover(store: &BlockStore, state: &StateService, g: &Genesis) -> Result<Tip,
         });
     }
     let mut prev = store
-        .get(applied)?
+        .header(applied)?
         .ok_or_else(|| NodeError::Corrupt(format!("no block {applied}")))?;
     for h in applied + 1..=stored_tip {
         let b = store
@@ -812,26 +954,26 @@ fn recover(store: &BlockStore, state: &StateService, g: &Genesis) -> Result<Tip,
         check_link(&prev, &b, state.digest())?;
         state.commit(h, &block_writes(&b))?;
         tracing::info!("recovery: applied block {h} to state");
-        prev = b;
+        prev = b.header;
     }
     Ok(Tip {
-        height: prev.header.height,
-        hash: prev.header.hash().0,
+        height: prev.height,
+        hash: prev.hash().0,
         state_digest: state.digest(),
-        time_ms: prev.header.time_ms,
+        time_ms: prev.time_ms,
     })
 }
 
-fn check_link(prev: &Block, b: &Block, digest: [u8; 32]) -> Result<(), NodeError> {
+fn check_link(prev: &BlockHeader, b: &Block, digest: [u8; 32]) -> Result<(), NodeError> {
     let h = b.header.height;
     let broken = |what: &str| NodeError::BrokenChain {
         height: h,
         what: what.to_string(),
     };
-    if h != prev.header.height + 1 {
+    if h != prev.height + 1 {
         return Err(broken("height"));
     }
-    if b.header.prev_hash != prev.header.hash().0 {
+    if b.header.prev_hash != prev.hash().0 {
         return Err(broken("previous hash"));
     }
     if b.header.state_digest != digest {
@@ -923,6 +1065,10 @@ async fn commit(inner: &Arc<Inner>, block: &mut Block) -> Result<(), NodeError> 
     };
     inner.tip.send_replace(new_tip);
     inner.orderer.committed(new_tip);
+    if let Some(hk) = &inner.housekeeping {
+        // Full means the worker is behind; it catches up from any later height.
+        let _ = hk.try_send(h);
+    }
     // Nobody listening is fine.
     let _ = inner.commits.send(Arc::new(Committed {
         height: h,

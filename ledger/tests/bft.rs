@@ -1,342 +1,28 @@
 //! BFT ordering end to end in one process: validators on loopback TCP, each a full node with its
-//! own data directory; same chain everywhere, certificates that verify, a 2|2 partition, a late
-//! node catching up, 7 validators with 2 and 3 down, and forged messages refused with reasons.
+//! own data directory (the network helpers are in `common/net.rs`); same chain everywhere,
+//! certificates that verify, a 2|2 partition, a late node catching up, 7 validators with 2 and 3
+//! down, and forged messages refused with reasons.
 
-#[path = "../../runtime/tests/common/contracts.rs"]
-mod contracts;
+mod common;
 
-use bpu_consensus::bls::{BlsSecretKey, ValidatorSet};
-use bpu_consensus::core::{Timeouts, Vote, VoteKind};
-use bpu_consensus::light::verify_commit;
-use bpu_ledger::bft::{BftSetup, Message, SignedProposal, SignedVote};
-use bpu_ledger::client::{Client, Signer};
-use bpu_ledger::format::{Block, TxStatus, Wire, VERSION};
-use bpu_ledger::membership::{
-    derive_bls, ChannelParams, Genesis, Member, Membership, Org, Role, ValidatorKey,
-};
-use bpu_ledger::node::{Node, NodeConfig};
-use bpu_ledger::order::CutterConfig;
-use bpu_ledger::p2p::{Admit, ChannelSpec, Inbound, NetConfig, Network, PeerId};
+use bpu_consensus::bls::BlsSecretKey;
+use bpu_consensus::core::{Vote, VoteKind};
+use bpu_ledger::bft::{Message, SignedProposal, SignedVote};
+use bpu_ledger::client::Client;
+use bpu_ledger::format::{Block, TxStatus, Wire};
+use bpu_ledger::membership::derive_bls;
+use bpu_ledger::node::Node;
+use bpu_ledger::p2p::{Admit, NetConfig, Network, PeerId};
+use bpu_ledger::snapshot::SyncOptions;
 use bpu_ledger::system;
-use bpu_runtime::{CryptoService, SigningKey};
+use bpu_runtime::SigningKey;
+use common::contracts;
+use common::net::{
+    bft_setup, copy, free_addr, logged, same_chain, until_height, wait_all, Net, Running, ADMIN,
+    CHANNEL,
+};
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
-
-const CHANNEL: &str = "bft";
-/// Members before the validators: admin 0, alice 1.
-const ADMIN: u32 = 0;
-
-fn copy(k: &SigningKey) -> SigningKey {
-    SigningKey::from_pem(k.to_pem().expect("pem").as_bytes()).expect("key")
-}
-
-/// Log lines of every node in this test binary, to check that rejections say why.
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let b = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("warn,bpu_ledger=info")
-            .with_writer(move || Writer(b.clone()))
-            .with_ansi(false)
-            .try_init();
-        buf
-    })
-    .clone()
-}
-
-struct Writer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Writer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(b);
-        }
-        std::io::stderr().write(b)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logged(what: &str) -> bool {
-    let l = logs();
-    let v = l.lock().expect("logs");
-    String::from_utf8_lossy(&v).contains(what)
-}
-
-/// A channel of `n` validators and its clients.
-struct Net {
-    admin: SigningKey,
-    alice: SigningKey,
-    nodes: Vec<SigningKey>,
-    addrs: Vec<String>,
-    genesis: Genesis,
-    dirs: Vec<tempfile::TempDir>,
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").to_string()
-}
-
-impl Net {
-    fn new(n: usize) -> Net {
-        let nodes = (0..n)
-            .map(|_| SigningKey::generate().expect("keygen"))
-            .collect();
-        Net::with_nodes(CHANNEL, nodes)
-    }
-
-    /// A channel whose validators are these node keys (in this order).
-    fn with_nodes(channel: &str, nodes: Vec<SigningKey>) -> Net {
-        logs();
-        let n = nodes.len();
-        let k = || SigningKey::generate().expect("keygen");
-        let admin = k();
-        let alice = k();
-        let member = |name: String, key: &SigningKey, roles: &[Role], validator: bool| Member {
-            org: 0,
-            name,
-            key: key.public_key().to_sec1().to_vec(),
-            roles: roles.iter().fold(0, |r, x| r | *x as u8),
-            bls: validator.then(|| {
-                let s = derive_bls(key);
-                ValidatorKey {
-                    key: s.public_key(),
-                    pop: s.prove_possession(),
-                }
-            }),
-        };
-        use Role::*;
-        let mut members = vec![
-            member("admin".into(), &admin, &[Admin, Writer, Reader], false),
-            member("alice".into(), &alice, &[Writer, Reader], false),
-        ];
-        for (i, key) in nodes.iter().enumerate() {
-            members.push(member(format!("node{i}"), key, &[Validator, Reader], true));
-        }
-        let genesis = Genesis {
-            version: VERSION,
-            channel: channel.into(),
-            created_ms: 1_700_000_000_000,
-            membership: Membership {
-                orgs: vec![Org { name: "org".into() }],
-                members,
-            },
-            params: ChannelParams {
-                block_max_txs: 500,
-                block_timeout_ms: 100,
-                ..ChannelParams::default()
-            },
-        };
-        Net {
-            admin,
-            alice,
-            addrs: (0..n).map(|_| free_addr()).collect(),
-            dirs: (0..n)
-                .map(|_| tempfile::tempdir().expect("tempdir"))
-                .collect(),
-            nodes,
-            genesis,
-        }
-    }
-
-    fn set(&self) -> ValidatorSet {
-        let v = self
-            .genesis
-            .membership
-            .validator_set()
-            .expect("validator set");
-        (*v.set).clone()
-    }
-
-    fn peer(&self, i: usize) -> PeerId {
-        PeerId(self.nodes[i].public_key().to_sec1())
-    }
-
-    /// Starts validator `i`: its network on its address, its node, its client API.
-    async fn start(&self, i: usize) -> Running {
-        let (node, net) = self.start_node(i).await.expect("node starts");
-        let addr = bpu_ledger::server::spawn(node.clone(), "127.0.0.1:0")
-            .await
-            .expect("client API")
-            .to_string();
-        Running { node, net, addr }
-    }
-
-    /// Validator `i`'s network and node, without a client API (so that dropping them closes
-    /// its files).
-    async fn start_node(&self, i: usize) -> Result<(Node, Network), String> {
-        let admit: Admit = Default::default();
-        let (net, mut rx) = Network::start(
-            NetConfig {
-                peers: self.addrs.clone(),
-                ..NetConfig::new(self.addrs[i].parse().expect("addr"), copy(&self.nodes[i]))
-            },
-            vec![(self.spec(), admit.clone())],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let inbound = rx.remove(self.channel()).ok_or("channel inbound")?;
-        let node = Node::start_bft(self.config(i), bft_setup(&net, inbound, admit)).await;
-        match node {
-            Ok(n) => Ok((n, net)),
-            Err(e) => {
-                net.shutdown();
-                Err(e.to_string())
-            }
-        }
-    }
-
-    fn channel(&self) -> &str {
-        &self.genesis.channel
-    }
-
-    fn spec(&self) -> ChannelSpec {
-        ChannelSpec::new(self.channel(), self.genesis.hash().0)
-    }
-
-    /// Validator `i`'s node settings: its own directory, a short block cutter.
-    fn config(&self, i: usize) -> NodeConfig {
-        NodeConfig {
-            data_dir: self.dirs[i].path().to_path_buf(),
-            genesis: self.genesis.clone(),
-            key: copy(&self.nodes[i]),
-            crypto: CryptoService::cpu(),
-            cutter: Some(CutterConfig {
-                max_txs: 500,
-                max_bytes: 2 << 20,
-                timeout: Duration::from_millis(100),
-                queue: 100_000,
-            }),
-            clock: None,
-        }
-    }
-
-    fn signer(&self, member: u32) -> Signer {
-        Signer {
-            key: copy(if member == ADMIN {
-                &self.admin
-            } else {
-                &self.alice
-            }),
-            channel: self.channel().into(),
-            member,
-        }
-    }
-
-    /// Admin transactions that need no contract: adding members (each one a valid write).
-    async fn add_members(&self, via: &Running, first: u32, count: u32) -> Vec<[u8; 32]> {
-        let mut c = Client::connect(&via.addr).await.expect("connect");
-        let mut ids = Vec::new();
-        for i in first..first + count {
-            let key = SigningKey::generate().expect("keygen");
-            let args = postcard::to_allocvec(&system::AddMemberArgs {
-                org: "org".into(),
-                name: format!("user{i}"),
-                key: key.public_key().to_sec1().to_vec(),
-                roles: Role::Reader as u8,
-                bls: None,
-            })
-            .expect("encode");
-            let tx = self
-                .signer(ADMIN)
-                .sign(
-                    system::MEMBERSHIP,
-                    None,
-                    "add_member",
-                    args,
-                    1_000 + u64::from(i),
-                )
-                .expect("sign");
-            ids.push(c.submit(&tx).await.expect("accepted"));
-        }
-        ids
-    }
-}
-
-/// Consensus over `net` with short test timeouts.
-fn bft_setup(net: &Network, inbound: mpsc::Receiver<Inbound>, admit: Admit) -> BftSetup {
-    BftSetup {
-        net: net.clone(),
-        inbound,
-        admit,
-        timeouts: Some(Timeouts {
-            propose_ms: 800,
-            prevote_ms: 300,
-            precommit_ms: 300,
-        }),
-    }
-}
-
-struct Running {
-    node: Node,
-    net: Network,
-    addr: String,
-}
-
-/// Waits until every node's tip is at least `height`.
-async fn until_height(nodes: &[&Running], height: u64, within: Duration) {
-    let t = tokio::time::Instant::now() + within;
-    loop {
-        let hs: Vec<u64> = nodes.iter().map(|r| r.node.tip().height).collect();
-        if hs.iter().all(|&h| h >= height) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < t,
-            "heights {hs:?} did not reach {height} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Every node holds the same block at every height up to the lowest tip, each certified by a
-/// quorum of the genesis validator set; returns that height.
-fn same_chain(net: &Net, nodes: &[&Running]) -> u64 {
-    let set = net.set();
-    let top = nodes
-        .iter()
-        .map(|r| r.node.tip().height)
-        .min()
-        .expect("nodes");
-    for h in 1..=top {
-        let blocks: Vec<Block> = nodes
-            .iter()
-            .map(|r| {
-                let b = r.node.block(h).expect("read").expect("block held");
-                Block::decode(&b).expect("decodes")
-            })
-            .collect();
-        let hash = blocks[0].header.hash().0;
-        for (i, b) in blocks.iter().enumerate() {
-            assert_eq!(b.header.hash().0, hash, "node {i} differs at height {h}");
-            assert_eq!(b.status, blocks[0].status, "node {i} statuses at {h}");
-            verify_commit(net.channel(), h, &hash, &b.cert, &set)
-                .unwrap_or_else(|e| panic!("node {i} certificate at {h}: {e}"));
-        }
-    }
-    top
-}
-
-/// Waits until every transaction committed. Member additions endorsed on the same state
-/// conflict (each bumps the member count), so only some are valid; at least one must be.
-async fn wait_all(c: &mut Client, ids: &[[u8; 32]]) {
-    let mut valid = 0;
-    for id in ids {
-        let r = c.wait(id, Duration::from_secs(60)).await.expect("commits");
-        assert!(
-            matches!(r.status, TxStatus::Valid | TxStatus::MvccConflict),
-            "{r:?}"
-        );
-        valid += usize::from(r.status == TxStatus::Valid);
-    }
-    assert!(valid >= 1, "none of {} transactions valid", ids.len());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_validators_commit_one_certified_chain() {
@@ -481,24 +167,7 @@ async fn forged_votes_wrong_proposers_and_bad_certificates_are_refused_with_reas
     let tip = run[0].node.tip();
 
     // Validator 3's node key, with a BLS key that is not validator 3's: a Byzantine peer.
-    let spec = ChannelSpec {
-        name: CHANNEL.into(),
-        genesis_hash: net.genesis.hash().0,
-    };
-    let admit: Admit = Default::default();
-    *admit.write() = (0..4).map(|i| net.peer(i)).collect();
-    let (evil, _rx) = Network::start(
-        NetConfig {
-            listen: net.addrs[3].parse().expect("addr"),
-            peers: net.addrs.clone(),
-            key: copy(&net.nodes[3]),
-            max_frame: bpu_ledger::p2p::DEFAULT_MAX_FRAME,
-            queue: bpu_ledger::p2p::DEFAULT_QUEUE,
-        },
-        vec![(spec, admit)],
-    )
-    .await
-    .expect("network");
+    let (evil, _rx, _) = net.network(3, Some(net.all_peers())).await;
     let t = tokio::time::Instant::now() + Duration::from_secs(10);
     while evil.peers(CHANNEL).len() < 3 {
         assert!(tokio::time::Instant::now() < t, "evil peer connects");
@@ -710,7 +379,9 @@ async fn channels_with_different_validator_sets_share_processes_not_chains() {
         .expect("network");
         for (n, i, admit) in chans {
             let inbound = rx.remove(n.channel()).expect("inbound");
-            let node = Node::start_bft(n.config(i), bft_setup(&net, inbound, admit))
+            let dir = n.dirs[i].path();
+            let setup = bft_setup(&net, inbound, admit, SyncOptions::default());
+            let node = Node::start_bft(n.config_at(i, dir), setup)
                 .await
                 .expect("node");
             let addr = bpu_ledger::server::spawn(node.clone(), "127.0.0.1:0")

@@ -1,8 +1,10 @@
-//! A one-node network for the ledger's tests: keys, genesis, a node on loopback, signers.
+//! A one-node network for the ledger's tests: keys, genesis, a node on loopback, signers;
+//! `net`: a network of BFT validators for the multi-node tests.
 #![allow(dead_code)]
 
 #[path = "../../../runtime/tests/common/contracts.rs"]
 pub mod contracts;
+pub mod net;
 
 use bpu_ledger::client::{Client, Signer};
 use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Role, ValidatorKey};
