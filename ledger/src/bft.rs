@@ -1443,26 +1443,13 @@ impl Driver {
                 .send(&self.channel, peer, encode(&Message::Snapshot(None)));
             return;
         };
-        let Ok(permit) = self.serving.clone().try_acquire_owned() else {
-            return;
-        };
-        let net = self.net.clone();
         let channel = self.channel.clone();
-        tokio::spawn(async move {
-            let offer = tokio::task::spawn_blocking(move || dir.offer(height)).await;
-            let offer = match offer {
-                Ok(Ok(o)) => o,
-                Ok(Err(e)) => {
-                    tracing::warn!("{channel}: cannot offer a snapshot: {e}");
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!("{channel}: snapshot offer task: {e}");
-                    None
-                }
-            };
-            net.send(&channel, peer, encode(&Message::Snapshot(offer)));
-            drop(permit);
+        self.serve_blocking(peer, move || match dir.offer(height) {
+            Ok(o) => Some(Message::Snapshot(o)),
+            Err(e) => {
+                tracing::warn!("{channel}: cannot offer a snapshot: {e}");
+                Some(Message::Snapshot(None))
+            }
         });
     }
 
@@ -1478,27 +1465,38 @@ impl Driver {
             );
             return;
         }
+        let channel = self.channel.clone();
+        self.serve_blocking(peer, move || match dir.read_chunk(height, offset, len) {
+            Ok(data) => Some(Message::Chunk {
+                height,
+                offset,
+                data,
+            }),
+            Err(e) => {
+                tracing::debug!("{channel}: not serving a chunk to {peer:?}: {e}");
+                None
+            }
+        });
+    }
+
+    /// Answers `peer` with what `work` (file reads) returns, on the blocking pool, at most
+    /// `SNAPSHOT_SERVERS` at a time (beyond that the request is dropped; the asker retries).
+    fn serve_blocking<F>(&self, peer: PeerId, work: F)
+    where
+        F: FnOnce() -> Option<Message> + Send + 'static,
+    {
         let Ok(permit) = self.serving.clone().try_acquire_owned() else {
             return;
         };
         let net = self.net.clone();
         let channel = self.channel.clone();
         tokio::spawn(async move {
-            let r = tokio::task::spawn_blocking(move || dir.read_chunk(height, offset, len)).await;
-            match r {
-                Ok(Ok(data)) => {
-                    net.send(
-                        &channel,
-                        peer,
-                        encode(&Message::Chunk {
-                            height,
-                            offset,
-                            data,
-                        }),
-                    );
+            match tokio::task::spawn_blocking(work).await {
+                Ok(Some(m)) => {
+                    net.send(&channel, peer, encode(&m));
                 }
-                Ok(Err(e)) => tracing::debug!("{channel}: not serving a chunk to {peer:?}: {e}"),
-                Err(e) => tracing::warn!("{channel}: snapshot chunk task: {e}"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("{channel}: snapshot serving task: {e}"),
             }
             drop(permit);
         });
