@@ -8,16 +8,15 @@ use bpu_ledger::format::{Block, Wire};
 use bpu_ledger::{system, Genesis, Role};
 use bpu_runtime::SigningKey;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 4;
 
-fn bpu() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bpu"))
-}
+mod common;
+use common::{bpu, run};
 
 /// A base address whose port and the next `n − 1` are free now.
 fn free_run(n: u16) -> String {
@@ -182,14 +181,7 @@ async fn same_blocks(addrs: &[String], top: u64) -> Vec<u32> {
 }
 
 fn run_ok(args: &[&str]) -> String {
-    let o = bpu().args(args).output().expect("run bpu");
-    assert!(
-        o.status.success(),
-        "bpu {args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
+    String::from_utf8_lossy(&run(args).stdout).to_string()
 }
 
 #[test]

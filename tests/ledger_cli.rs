@@ -9,12 +9,11 @@ use bpu_ledger::store::BlockStore;
 use bpu_ledger::{api::TxState, Genesis, Wire};
 use bpu_runtime::SigningKey;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn bpu() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bpu"))
-}
+mod common;
+use common::{bpu, fails, run, stdout};
 
 fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -71,21 +70,6 @@ fn up(dir: &Path, addr: &str) -> Up {
         child,
         addr: addr.to_string(),
     }
-}
-
-fn run(args: &[&str]) -> Output {
-    let o = bpu().args(args).output().expect("run bpu");
-    assert!(
-        o.status.success(),
-        "bpu {args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 #[test]
@@ -409,21 +393,16 @@ fn keygen_genesis_and_node_from_a_config_file() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("ORG/NAME"));
     // A bare public key cannot be a validator's: the error points at the .pub file.
-    let o = bpu()
-        .args([
+    fails(
+        &[
             "genesis",
             "--member",
             &format!("acme/carol:validator:{}", p("carol.sec1")),
             "-o",
             &p("g.bin"),
-        ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains(".pub"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+        ],
+        2,
+        ".pub",
     );
     // A tampered identity file (the proof of possession of another key) is refused.
     let admin_id = std::fs::read_to_string(p("admin.pem.pub")).expect("read");
@@ -439,21 +418,16 @@ fn keygen_genesis_and_node_from_a_config_file() {
         admin_id.replace(&pop(&admin_id), &pop(&carol_id)),
     )
     .expect("write");
-    let o = bpu()
-        .args([
+    fails(
+        &[
             "genesis",
             "--member",
             &format!("acme/node9:validator:{}", p("forged.pub")),
             "-o",
             &p("g.bin"),
-        ])
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("proof of possession"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+        ],
+        2,
+        "proof of possession",
     );
     // The genesis from public identity files only (no private key leaves its owner); a bare
     // public key is fine for a non-validator.
