@@ -376,3 +376,108 @@ fn kill_9_of_the_leader_then_restart_keeps_one_certified_chain() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+#[test]
+fn one_node_process_serves_two_channels_with_their_own_chains() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let p = |f: &str| d.join(f).display().to_string();
+    run(&["keygen", "-o", &p("node.pem")]);
+    run(&["keygen", "-o", &p("admin.pem")]);
+    run(&["keygen", "-o", &p("other.pem")]);
+    for (chan, admin) in [("alpha", "admin.pem"), ("beta", "other.pem")] {
+        run(&[
+            "genesis",
+            "--channel",
+            chan,
+            "--member",
+            &format!("org/admin:admin,writer,reader:{}", p(admin)),
+            "--member",
+            &format!("org/node:validator,reader:{}", p("node.pem")),
+            "--block-timeout-ms",
+            "100",
+            "-o",
+            &p(&format!("{chan}.bin")),
+        ]);
+    }
+    let (client, p2p) = (free_run(2), free_run(1));
+    let (a_addr, b_addr) = (port_plus(&client, 0), port_plus(&client, 1));
+    std::fs::write(
+        d.join("node.toml"),
+        format!(
+            "data_dir = \"alpha\"\ngenesis = \"alpha.bin\"\nkey = \"node.pem\"\nlisten = \"{a_addr}\"\n\
+             \n[p2p]\nlisten = \"{p2p}\"\n\n[[channels]]\ngenesis = \"beta.bin\"\ndata_dir = \"beta\"\nlisten = \"{b_addr}\"\n"
+        ),
+    )
+    .expect("config");
+    let log = std::fs::File::create(d.join("node.log")).expect("log");
+    let _node = Proc(Some(
+        bpu()
+            .args(["node", "--config"])
+            .arg(d.join("node.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn"),
+    ));
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let addrs = vec![a_addr.clone(), b_addr.clone()];
+    rt.block_on(until(
+        &addrs,
+        Duration::from_secs(60),
+        "both channels up",
+        |t| t.iter().all(|x| x.is_some()),
+    ));
+    // One admission on each channel, signed by that channel's admin; each commits on its own
+    // chain (one validator: a quorum of one).
+    for (addr, admin) in [(&a_addr, "admin.pem"), (&b_addr, "other.pem")] {
+        let key = SigningKey::from_pem(&std::fs::read(p(admin)).expect("key")).expect("pem");
+        rt.block_on(async {
+            let mut c = Client::connect(addr).await.expect("connect");
+            let info = c.info().await.expect("info");
+            let signer = Signer {
+                key,
+                channel: info.channel.clone(),
+                member: 0,
+            };
+            let args = postcard::to_allocvec(&system::AddMemberArgs {
+                org: "org".into(),
+                name: "reader".into(),
+                key: SigningKey::generate()
+                    .expect("keygen")
+                    .public_key()
+                    .to_sec1()
+                    .to_vec(),
+                roles: Role::Reader as u8,
+                bls: None,
+            })
+            .expect("encode");
+            let tx = signer
+                .sign(system::MEMBERSHIP, None, "add_member", args, 1)
+                .expect("sign");
+            let id = c.submit(&tx).await.expect("accepted");
+            let r = c.wait(&id, Duration::from_secs(30)).await.expect("commits");
+            assert_eq!(r.status, bpu_ledger::format::TxStatus::Valid, "{r:?}");
+        });
+    }
+    let infos: Vec<_> = rt.block_on(async {
+        let mut v = Vec::new();
+        for a in &addrs {
+            v.push(
+                Client::connect(a)
+                    .await
+                    .expect("c")
+                    .info()
+                    .await
+                    .expect("info"),
+            );
+        }
+        v
+    });
+    assert_eq!(infos[0].channel, "alpha");
+    assert_eq!(infos[1].channel, "beta");
+    assert!(infos.iter().all(|i| i.height >= 1));
+    assert_ne!(infos[0].genesis_hash, infos[1].genesis_hash);
+    assert_ne!(infos[0].state_digest, infos[1].state_digest);
+    assert!(d.join("alpha/blocks.redb").exists() && d.join("beta/blocks.redb").exists());
+}
