@@ -50,6 +50,9 @@ const FUTURE_MESSAGES: usize = 8192;
 const SYNC_AHEAD: usize = 64;
 /// Status and re-gossip period.
 const TICK: Duration = Duration::from_millis(500);
+/// How long a node deciding height h waits for its own decision before asking a peer that
+/// already committed h for the block.
+const SYNC_GRACE: Duration = Duration::from_secs(1);
 /// A sync request unanswered this long is sent again (to another peer if there is one).
 const SYNC_RETRY: Duration = Duration::from_secs(2);
 /// Most forwarded transactions in one frame.
@@ -394,6 +397,8 @@ struct SyncState {
     pruned_warned: Option<Instant>,
     /// Certified blocks received ahead of the tip, by height.
     ahead: BTreeMap<u64, Block>,
+    /// Since when peers have been one block ahead of the height this node decides.
+    behind_since: Option<(u64, Instant)>,
 }
 
 /// The height being decided.
@@ -1279,6 +1284,22 @@ impl Driver {
             return;
         }
         let now = Instant::now();
+        // Peers just one block ahead while this node decides that very height: its own
+        // decision is usually a moment away, so it asks only if that does not come soon.
+        let deciding = self.h.as_ref().is_some_and(|h| h.height == from);
+        if deciding && best.iter().all(|&(_, h)| h == from) {
+            match self.sync.behind_since {
+                Some((f, t)) if f == from => {
+                    if now < t + SYNC_GRACE {
+                        return;
+                    }
+                }
+                _ => {
+                    self.sync.behind_since = Some((from, now));
+                    return;
+                }
+            }
+        }
         if let Some((at, _, f)) = self.sync.asked {
             if f == from && now < at + SYNC_RETRY {
                 return;
