@@ -168,6 +168,50 @@ enum BenchCmd {
     /// cores (same run), latency p50/p99 at half of peak, block size and interval, contract
     /// executions per second.
     Ledger(LedgerBenchArgs),
+    /// BFT consensus in this process (each validator a full node on loopback p2p, clients over
+    /// TCP spread over all nodes): valid token transfers committed per second and latency
+    /// p50/p99 at peak and at half of peak for 4, 7 and 10 validators, the largest validator
+    /// count that still sustains 2,000 transfers/s, and certificate verification time for 4 and
+    /// 100 validators.
+    Consensus(ConsensusBenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ConsensusBenchArgs {
+    /// Validator counts to measure; past the largest, counts go on in steps of 3 while the peak
+    /// meets `--target-tps` (up to `--max-nodes`).
+    #[arg(long, value_delimiter = ',', default_value = "4,7,10")]
+    nodes: Vec<usize>,
+    /// Token accounts (members with their own keys); transfers in flight never share one.
+    #[arg(long, default_value_t = 32_768)]
+    accounts: usize,
+    /// Transfers in each peak run.
+    #[arg(long, default_value_t = 40_000)]
+    transfers: usize,
+    /// The token contract (`contracts/build.sh` builds it).
+    #[arg(long, default_value = "contracts/build/token.elf")]
+    token: PathBuf,
+    /// Block cutter timeout in ms (the proposer waits at most this long for a block to fill).
+    #[arg(long, default_value_t = 100)]
+    block_timeout_ms: u32,
+    /// Client connections, spread evenly over the nodes (at least one per node).
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// The rate (valid transfers/s) whose largest sustaining validator count is reported.
+    #[arg(long, default_value_t = 2_000.0)]
+    target_tps: f64,
+    /// Largest validator count tried past `--nodes`.
+    #[arg(long, default_value_t = 40)]
+    max_nodes: usize,
+    /// Measure only the listed counts.
+    #[arg(long)]
+    no_extend: bool,
+    /// Print JSON instead of markdown.
+    #[arg(long)]
+    json: bool,
+    /// 4 validators only and a small workload, for a fast check.
+    #[arg(long)]
+    quick: bool,
 }
 
 #[derive(clap::Args)]
@@ -357,6 +401,39 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 progress: &progress,
             };
             let report = bpu_bench::ledger::run(&opts).map_err(anyhow::Error::msg)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.markdown());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            which: BenchCmd::Consensus(a),
+        } => {
+            let progress = |s: &str| eprintln!("bench: {s}");
+            let opts = bpu_bench::consensus::Options {
+                quick: a.quick,
+                nodes: if a.quick { vec![4] } else { a.nodes },
+                accounts: if a.quick {
+                    a.accounts.min(1024)
+                } else {
+                    a.accounts
+                },
+                transfers: if a.quick {
+                    a.transfers.min(3_000)
+                } else {
+                    a.transfers
+                },
+                token_elf: a.token,
+                block_timeout_ms: a.block_timeout_ms,
+                connections: a.connections,
+                target_tps: a.target_tps,
+                extend: !a.quick && !a.no_extend,
+                max_nodes: a.max_nodes,
+                progress: &progress,
+            };
+            let report = bpu_bench::consensus::run(&opts).map_err(anyhow::Error::msg)?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

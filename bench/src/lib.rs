@@ -7,11 +7,14 @@
 //! Invariants: benchmarks check their results (a wrong digest is an error, not a number);
 //! assumptions (clock, instance counts) are printed next to every projection.
 //!
-//! Start reading at [`hash::run`] (SHA-256), [`verify::run`] (ECDSA P-256) or [`ledger::run`]
-//! (the node end to end).
+//! Start reading at [`hash::run`] (SHA-256), [`verify::run`] (ECDSA P-256), [`ledger::run`]
+//! (the node end to end) or [`consensus::run`] (BFT validators in one process); [`load`] is the
+//! transfer workload the last two share.
 
+pub mod consensus;
 pub mod hash;
 pub mod ledger;
+pub mod load;
 pub mod verify;
 pub mod verify_device;
 
