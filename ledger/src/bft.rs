@@ -172,8 +172,8 @@ pub struct BftContext {
     pub synced: Option<Block>,
     /// The write-ahead log file.
     pub wal: PathBuf,
-    /// The node's signature cache: forwarded transactions are checked in the background
-    /// while they wait, so validation finds the verdicts.
+    /// The node's signature cache: a block's transactions are checked in the background
+    /// from its proposal on, so validation at commit finds the verdicts.
     pub sigs: Arc<SigCache>,
 }
 
@@ -873,6 +873,7 @@ impl Driver {
         let Some(me) = self.me().and_then(|i| self.validators.member(i)) else {
             return;
         };
+        self.prefetch(picked.iter().map(|o| &o.tx));
         let n = picked.len();
         let block = Block {
             header: BlockHeader {
@@ -1002,7 +1003,6 @@ impl Driver {
     }
 
     fn on_txs(&mut self, peer: PeerId, txs: Vec<Vec<u8>>) {
-        let mut checks = Vec::new();
         for bytes in txs {
             match crate::format::EndorsedTx::decode(&bytes) {
                 Ok(tx) if tx.tx.body.channel == self.channel => {
@@ -1013,10 +1013,6 @@ impl Driver {
                             self.mempool.len()
                         );
                         break;
-                    }
-                    if let Some((own, ends)) = signature_checks(&tx, &self.membership) {
-                        checks.push(own);
-                        checks.extend(ends.into_iter().map(|(_, r)| r));
                     }
                     let leaf = merkle::leaf_hash(&bytes);
                     self.mempool.push(Ordered { tx, bytes, leaf });
@@ -1031,6 +1027,20 @@ impl Driver {
                         self.channel
                     )
                 }
+            }
+        }
+    }
+
+    /// Starts checking the signatures of a block's transactions in the node's signature cache
+    /// (what is cached already is skipped), so validation at commit finds the verdicts. Only
+    /// the block being decided: checking every forwarded transaction ahead would make each
+    /// commit wait for transactions of later blocks.
+    fn prefetch<'a>(&self, txs: impl Iterator<Item = &'a crate::format::EndorsedTx>) {
+        let mut checks = Vec::new();
+        for t in txs {
+            if let Some((own, ends)) = signature_checks(t, &self.membership) {
+                checks.push(own);
+                checks.extend(ends.into_iter().map(|(_, r)| r));
             }
         }
         if !checks.is_empty() {
@@ -1102,20 +1112,7 @@ impl Driver {
             }
         };
         if valid {
-            // Signatures of transactions this node has not seen yet start checking now.
-            let mut checks = Vec::new();
-            for t in &block.txs {
-                if self.mempool.ids.contains(&t.tx.id().0) {
-                    continue;
-                }
-                if let Some((own, ends)) = signature_checks(t, &self.membership) {
-                    checks.push(own);
-                    checks.extend(ends.into_iter().map(|(_, r)| r));
-                }
-            }
-            if !checks.is_empty() {
-                self.sigs.prefetch(checks);
-            }
+            self.prefetch(block.txs.iter());
         }
         self.accept_proposal(p, block, valid, true);
     }

@@ -66,8 +66,14 @@ impl SigCache {
     }
 
     /// Queues checks to run in the background.
-    pub fn prefetch(&self, reqs: Vec<VerifyRequest>) {
-        let _ = self.jobs.send(Job::Check(reqs));
+    pub fn prefetch(&self, mut reqs: Vec<VerifyRequest>) {
+        {
+            let v = self.verdicts.lock();
+            reqs.retain(|r| !v.contains_key(r));
+        }
+        if !reqs.is_empty() {
+            let _ = self.jobs.send(Job::Check(reqs));
+        }
     }
 
     /// Verdicts of `reqs`, in order: cached ones are taken out of the cache, the rest are
