@@ -100,7 +100,9 @@ enum Cmd {
     /// Run one node from a config file (TOML: data_dir, genesis, key, listen, device, optional
     /// block_max_txs / block_max_bytes / block_timeout_ms; a `[p2p]` section (listen, peers,
     /// *_timeout_ms) for BFT ordering with the other validators; `[[channels]]` entries
-    /// (genesis, data_dir, listen) for more channels in the same process).
+    /// (genesis, data_dir, listen) for more channels in the same process; snapshot_every /
+    /// snapshot_keep, keep_blocks (pruning), fast_sync and checkpoint = "HEIGHT:HASH"; see
+    /// docs/ledger.md, "Running a network").
     Node {
         /// The config file.
         #[arg(long, short)]
