@@ -21,7 +21,7 @@ use crate::sigcache::SigCache;
 use crate::snapshot::{SnapshotDir, SnapshotOffer, SyncOptions, CHUNK_BYTES};
 use crate::wal::Wal;
 use bpu_consensus::bls::VoteKind;
-use bpu_consensus::bls::{proposal_message, BlsSecretKey, BlsSignature, QuorumCert};
+use bpu_consensus::bls::{proposal_message, BlsPublicKey, BlsSecretKey, BlsSignature, QuorumCert};
 use bpu_consensus::core::{
     proposer, Action, BlockId, Config, Core, Proposal, Step, Timeouts, Vote,
 };
@@ -55,6 +55,8 @@ const TICK: Duration = Duration::from_millis(500);
 const SYNC_GRACE: Duration = Duration::from_secs(1);
 /// A sync request unanswered this long is sent again (to another peer if there is one).
 const SYNC_RETRY: Duration = Duration::from_secs(2);
+/// Most inbound frames handled as one batch (their votes checked in parallel).
+const FRAME_BATCH: usize = 512;
 /// Most forwarded transactions in one frame.
 const FORWARD_BATCH: usize = 1024;
 /// Snapshot requests (offers, chunks) served at once; more are dropped (the asker retries).
@@ -286,6 +288,7 @@ impl BftOrderer {
             wal,
             wal_path: ctx.wal,
             sync: SyncState::default(),
+            vote_verdicts: HashMap::new(),
             quiet_ticks: 0,
             progress: (0, 0, Step::Propose),
         };
@@ -448,6 +451,8 @@ struct Driver {
     wal: Wal<WalEntry>,
     wal_path: PathBuf,
     sync: SyncState,
+    /// Vote signature verdicts of the frame batch being handled (see `on_frames`).
+    vote_verdicts: HashMap<(Vote, [u8; 96]), bool>,
     quiet_ticks: u32,
     progress: (u64, u32, Step),
 }
@@ -502,7 +507,17 @@ impl Driver {
                     self.on_committed(t).await;
                 }
                 m = inbound.recv() => match m {
-                    Some(m) => self.on_frame(m).await,
+                    Some(m) => {
+                        // Take what else has arrived, so its votes are checked together.
+                        let mut frames = vec![m];
+                        while frames.len() < FRAME_BATCH {
+                            match inbound.try_recv() {
+                                Ok(m) => frames.push(m),
+                                Err(_) => break,
+                            }
+                        }
+                        self.on_frames(frames).await;
+                    }
                     None => return,
                 },
                 _ = sleep_until(wake) => self.on_wake().await,
@@ -960,16 +975,56 @@ impl Driver {
     // -----------------------------------------------------------------------------------------
     // Messages.
 
-    async fn on_frame(&mut self, m: Inbound) {
-        match postcard::from_bytes::<Message>(&m.bytes) {
-            Ok(msg) => self.on_message(m.peer, msg).await,
-            Err(e) => tracing::warn!(
-                "{}: undecodable frame of {} bytes from {:?}: {e}",
-                self.channel,
-                m.bytes.len(),
-                m.peer
-            ),
+    /// Handles frames in arrival order; the vote signatures of the height being decided are
+    /// checked first, in parallel on the blocking pool (one pairing check each).
+    async fn on_frames(&mut self, frames: Vec<Inbound>) {
+        let mut msgs = Vec::with_capacity(frames.len());
+        for f in frames {
+            match postcard::from_bytes::<Message>(&f.bytes) {
+                Ok(m) => msgs.push((f.peer, m)),
+                Err(e) => tracing::warn!(
+                    "{}: undecodable frame of {} bytes from {:?}: {e}",
+                    self.channel,
+                    f.bytes.len(),
+                    f.peer
+                ),
+            }
         }
+        if let Some(height) = self.h.as_ref().map(|h| h.height) {
+            let jobs: Vec<(Vote, BlsSignature, BlsPublicKey)> = msgs
+                .iter()
+                .filter_map(|(_, m)| match m {
+                    Message::Vote(sv) if sv.vote.height == height => self
+                        .validators
+                        .set
+                        .key(sv.vote.voter)
+                        .map(|k| (sv.vote, sv.sig, *k)),
+                    _ => None,
+                })
+                .collect();
+            if jobs.len() >= 2 {
+                let channel = self.channel.clone();
+                let checked = tokio::task::spawn_blocking(move || {
+                    use rayon::prelude::*;
+                    jobs.into_par_iter()
+                        .map(|(v, sig, key)| {
+                            let msg = bpu_consensus::bls::vote_message(
+                                &channel, v.height, v.round, v.kind, v.block,
+                            );
+                            ((v, sig.to_bytes()), key.verify(&msg, &sig))
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                if let Ok(c) = checked {
+                    self.vote_verdicts.extend(c);
+                }
+            }
+        }
+        for (peer, m) in msgs {
+            self.on_message(peer, m).await;
+        }
+        self.vote_verdicts.clear();
     }
 
     async fn on_message(&mut self, peer: PeerId, m: Message) {
@@ -1202,9 +1257,20 @@ impl Driver {
             );
             return;
         };
-        let msg =
-            bpu_consensus::bls::vote_message(&self.channel, v.height, v.round, v.kind, v.block);
-        if !key.verify(&msg, &sv.sig) {
+        let ok = match self.vote_verdicts.get(&(v, sv.sig.to_bytes())) {
+            Some(&ok) => ok,
+            None => {
+                let msg = bpu_consensus::bls::vote_message(
+                    &self.channel,
+                    v.height,
+                    v.round,
+                    v.kind,
+                    v.block,
+                );
+                key.verify(&msg, &sv.sig)
+            }
+        };
+        if !ok {
             tracing::warn!(
                 "{}: rejected a forged {:?} for {}/{} claiming validator {} (via {peer:?})",
                 self.channel,
