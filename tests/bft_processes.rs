@@ -16,19 +16,7 @@ use std::time::{Duration, Instant};
 const NODES: usize = 4;
 
 mod common;
-use common::{bpu, run};
-
-/// A base address whose port and the next `n − 1` are free now.
-fn free_run(n: u16) -> String {
-    for _ in 0..200 {
-        let base = 20_000 + (rand::random::<u16>() % 30_000);
-        let free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return format!("127.0.0.1:{base}");
-        }
-    }
-    panic!("no free port range");
-}
+use common::{bpu, free_run, run};
 
 fn port_plus(addr: &str, i: usize) -> String {
     let a: std::net::SocketAddr = addr.parse().expect("addr");

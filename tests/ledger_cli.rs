@@ -16,8 +16,7 @@ mod common;
 use common::{bpu, fails, run, stdout};
 
 fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").to_string()
+    common::free_run(1)
 }
 
 #[path = "../runtime/tests/common/contracts.rs"]
