@@ -12,6 +12,7 @@
 
 use crate::load::{self, err, LoadFigures, CHANNEL};
 use bpu_consensus::bls::{Aggregator, BlsSecretKey, ValidatorSet, VoteKind};
+use bpu_consensus::core::Timeouts;
 use bpu_consensus::light::verify_commit;
 use bpu_ledger::bft::{default_timeouts, BftSetup};
 use bpu_ledger::format::{Block, Wire};
@@ -103,14 +104,6 @@ pub struct CertFigures {
     pub individual_votes_us: f64,
 }
 
-/// Round-0 consensus timeouts used (each doubles per round).
-#[derive(Debug, Serialize, Clone, Copy)]
-pub struct TimeoutFigures {
-    pub propose_ms: u64,
-    pub prevote_ms: u64,
-    pub precommit_ms: u64,
-}
-
 /// Everything `bpu bench consensus` reports.
 #[derive(Debug, Serialize)]
 pub struct ConsensusReport {
@@ -122,7 +115,8 @@ pub struct ConsensusReport {
     pub block_max_txs: u32,
     pub block_max_bytes: u32,
     pub block_timeout_ms: u32,
-    pub timeouts: TimeoutFigures,
+    /// Round-0 consensus timeouts used (each doubles per round).
+    pub timeouts: Timeouts,
     pub target_tps: f64,
     pub runs: Vec<NetworkRun>,
     /// Largest validator count measured whose peak met the target; `None`: none did.
@@ -554,11 +548,7 @@ pub fn run(opts: &Options<'_>) -> Result<ConsensusReport, String> {
         block_max_txs: params.block_max_txs,
         block_max_bytes: params.block_max_bytes,
         block_timeout_ms: params.block_timeout_ms,
-        timeouts: TimeoutFigures {
-            propose_ms: t.propose_ms,
-            prevote_ms: t.prevote_ms,
-            precommit_ms: t.precommit_ms,
-        },
+        timeouts: t,
         target_tps: opts.target_tps,
         runs,
         max_validators_at_target,

@@ -76,7 +76,7 @@ pub enum Action {
 }
 
 /// Timeouts of round 0, in milliseconds; round r waits `base · 2^min(r, 6)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeouts {
     pub propose_ms: u64,
     pub prevote_ms: u64,

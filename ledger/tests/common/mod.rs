@@ -5,6 +5,7 @@
 #[path = "../../../runtime/tests/common/contracts.rs"]
 pub mod contracts;
 pub mod net;
+pub mod ports;
 
 use bpu_ledger::client::{Client, Signer};
 use bpu_ledger::membership::{ChannelParams, Genesis, Member, Membership, Org, Role, ValidatorKey};
