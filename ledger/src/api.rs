@@ -8,8 +8,16 @@ use serde::{Deserialize, Serialize};
 /// Protocol version of the client API; sent in [`Request::Hello`].
 pub const PROTOCOL: u32 = 1;
 
-/// Largest request frame: one transaction plus framing.
+/// Largest request other than [`Request::SubmitBatch`]: one transaction plus framing.
 pub const MAX_REQUEST: usize = crate::format::limits::TX + 4096;
+/// Most transactions in one [`Request::SubmitBatch`]. Chosen so that the answer always fits a
+/// response frame: 256 rejections with the longest reason (a 64 KiB revert reason) encode to
+/// less than [`MAX_RESPONSE`].
+pub const MAX_BATCH: usize = 256;
+/// Largest request frame, which only a [`Request::SubmitBatch`] may use beyond [`MAX_REQUEST`]:
+/// 8 MiB (a full batch of token transfers is about 26 KiB; batches of large transactions must
+/// also be split by size).
+pub const MAX_BATCH_REQUEST: usize = 8 << 20;
 /// Largest response frame: one block plus framing.
 pub const MAX_RESPONSE: usize = crate::format::limits::BLOCK + 4096;
 
@@ -166,6 +174,12 @@ pub enum Request {
     Subscribe {
         from: Cursor,
     },
+    /// Encoded, signed transactions, at most [`MAX_BATCH`], each submitted as a
+    /// [`Request::Submit`] would be; answered by [`Response::SubmittedBatch`] (or, for more than
+    /// [`MAX_BATCH`], by `Rejected(Malformed)` with none of them submitted).
+    SubmitBatch {
+        txs: Vec<Vec<u8>>,
+    },
 }
 
 /// A node's answer.
@@ -188,6 +202,9 @@ pub enum Response {
     Event(EventRecord),
     /// The request could not be served (bad frame, storage failure…).
     Error(String),
+    /// One answer per transaction of a [`Request::SubmitBatch`], in the request's order: the id
+    /// (as `Submitted`) or the rejection (as `Rejected`) a single `Submit` would get.
+    SubmittedBatch(Vec<Result<[u8; 32], Rejection>>),
 }
 
 /// The status a transaction got, as the client sees it, with its reason text.

@@ -2,8 +2,8 @@
 //! query, fetch blocks and proofs, subscribe to events from a cursor.
 
 use crate::api::{
-    Cursor, EventRecord, NodeInfo, Rejection, Request, Response, TxProof, TxState, MAX_REQUEST,
-    MAX_RESPONSE, PROTOCOL,
+    Cursor, EventRecord, NodeInfo, Rejection, Request, Response, TxProof, TxState,
+    MAX_BATCH_REQUEST, MAX_REQUEST, MAX_RESPONSE, PROTOCOL,
 };
 use crate::format::{Block, Sig, Transaction, TxBody, Wire, VERSION};
 use bpu_runtime::SigningKey;
@@ -77,7 +77,7 @@ impl Client {
         let (r, w) = sock.into_split();
         let mut c = Client {
             reader: FramedRead::new(r, crate::server::codec(MAX_RESPONSE)),
-            writer: FramedWrite::new(w, crate::server::codec(MAX_REQUEST)),
+            writer: FramedWrite::new(w, crate::server::codec(MAX_BATCH_REQUEST)),
             addr: addr.to_string(),
             timeout: DEFAULT_TIMEOUT,
         };
@@ -100,6 +100,18 @@ impl Client {
 
     async fn send(&mut self, req: &Request) -> Result<(), ClientError> {
         let bytes = postcard::to_allocvec(req).map_err(|e| ClientError::Decode(e.to_string()))?;
+        // The node's limits, checked here so that an oversized request fails alone instead of
+        // closing the connection.
+        let max = match req {
+            Request::SubmitBatch { .. } => MAX_BATCH_REQUEST,
+            _ => MAX_REQUEST,
+        };
+        if bytes.len() > max {
+            return Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("a request of {} bytes; the limit is {max}", bytes.len()),
+            )));
+        }
         self.writer.send(bytes.as_slice()).await?;
         Ok(())
     }
@@ -152,6 +164,27 @@ impl Client {
     /// Submits a signed transaction.
     pub async fn submit(&mut self, tx: &Transaction) -> Result<[u8; 32], ClientError> {
         self.submit_bytes(&tx.encode()).await
+    }
+
+    /// Submits encoded transactions in one round trip ([`crate::api::MAX_BATCH`] at most, in a
+    /// request of at most [`MAX_BATCH_REQUEST`] bytes); returns, in the same order, each one's id
+    /// or rejection, as [`Client::submit_bytes`] would. A batch the node refuses as a whole (too
+    /// many transactions: [`Rejection::Malformed`], none submitted) is `Err(Rejected)`; a request
+    /// over the size limit is refused here as [`ClientError::Io`].
+    pub async fn submit_batch(
+        &mut self,
+        txs: &[Vec<u8>],
+    ) -> Result<Vec<Result<[u8; 32], Rejection>>, ClientError> {
+        let req = Request::SubmitBatch { txs: txs.to_vec() };
+        match self.call(&req).await? {
+            Response::SubmittedBatch(r) if r.len() == txs.len() => Ok(r),
+            Response::SubmittedBatch(r) => Err(ClientError::Unexpected(format!(
+                "{} answers to a batch of {} transactions",
+                r.len(),
+                txs.len()
+            ))),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Where a transaction is.

@@ -574,7 +574,7 @@ fn transaction_bytes_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_get_an_error_and_the_node_keeps_serving() {
-    use bpu_ledger::api::{Response, MAX_REQUEST};
+    use bpu_ledger::api::{Response, MAX_BATCH, MAX_BATCH_REQUEST, MAX_REQUEST};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = Keys::new();
@@ -590,8 +590,15 @@ async fn bad_frames_get_an_error_and_the_node_keeps_serving() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "oversized length prefix",
-            ((MAX_REQUEST + 1) as u32).to_be_bytes().to_vec(),
+            ((MAX_BATCH_REQUEST + 1) as u32).to_be_bytes().to_vec(),
         ),
+        ("a request other than a batch over MAX_REQUEST", {
+            let req = postcard::to_allocvec(&bpu_ledger::api::Request::Submit {
+                tx: vec![0; MAX_REQUEST],
+            })
+            .expect("encode");
+            [(req.len() as u32).to_be_bytes().to_vec(), req].concat()
+        }),
         (
             "garbage request",
             [vec![0, 0, 0, 5], vec![0xff; 5]].concat(),
@@ -613,6 +620,34 @@ async fn bad_frames_get_an_error_and_the_node_keeps_serving() {
             "{what}: connection still open"
         );
     }
+    // A batch frame announcing more than MAX_BATCH transactions is refused before its elements
+    // are decoded, and the connection keeps serving.
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let mut req = postcard::to_allocvec(&bpu_ledger::api::Request::SubmitBatch {
+        txs: vec![Vec::new(); MAX_BATCH + 1],
+    })
+    .expect("encode");
+    req.truncate(4); // tag, count, nothing of the elements
+    let hello =
+        postcard::to_allocvec(&bpu_ledger::api::Request::Hello { protocol: 1 }).expect("encode");
+    for frame in [req, hello] {
+        s.write_all(&[(frame.len() as u32).to_be_bytes().to_vec(), frame].concat())
+            .await
+            .expect("write");
+    }
+    match answer(&mut s).await {
+        Some(Response::Rejected(Rejection::Malformed(m))) => {
+            assert!(m.contains(&MAX_BATCH.to_string()), "{m}")
+        }
+        other => panic!("oversized batch: {other:?}"),
+    }
+    assert!(matches!(
+        answer(&mut s).await,
+        Some(Response::Hello { protocol: 1 })
+    ));
+    drop(s);
     // A truncated frame, then a hang-up: nothing breaks.
     let mut s = tokio::net::TcpStream::connect(&addr)
         .await
@@ -622,6 +657,179 @@ async fn bad_frames_get_an_error_and_the_node_keeps_serving() {
     // The node still serves.
     let mut c = client(&addr).await;
     assert_eq!(c.info().await.expect("info").channel, CHANNEL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_gets_one_answer_per_transaction_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let (_node, addr) = start(dir.path(), &keys, "cpu", cutter(1000, 50)).await;
+    let mut c = client(&addr).await;
+    deploy_token(&mut c, &keys).await;
+    let admin = keys.signer(ADMIN);
+    for (who, nonce) in [(ALICE, 3), (BOB, 4)] {
+        let r = call(
+            &mut c,
+            &admin,
+            "token",
+            "mint",
+            to_amount(&keys.id(who), 100),
+            nonce,
+        )
+        .await;
+        assert_eq!(r.status, TxStatus::Valid, "{r:?}");
+    }
+
+    // Valid transactions on disjoint keys (so all three are valid in one block), a copy of the
+    // first, malformed bytes and a bad signature.
+    let (alice, bob) = (keys.signer(ALICE), keys.signer(BOB));
+    let v1 = alice
+        .sign("token", None, "transfer", to_amount(&keys.id(CAROL), 5), 10)
+        .expect("sign");
+    let v2 = bob
+        .sign("token", None, "transfer", to_amount(&keys.id(ADMIN), 7), 11)
+        .expect("sign");
+    let v3 = admin
+        .sign("token", None, "mint", to_amount(&keys.id(NODE), 3), 12)
+        .expect("sign");
+    let mut junk = v1.encode();
+    junk.truncate(junk.len() - 3);
+    let mut forged = alice
+        .sign("token", None, "transfer", to_amount(&keys.id(NODE), 1), 13)
+        .expect("sign");
+    forged.sig.s[31] ^= 1;
+    let batch = vec![
+        v1.encode(),
+        junk,
+        v2.encode(),
+        v1.encode(),
+        forged.encode(),
+        v3.encode(),
+    ];
+    let answers = c.submit_batch(&batch).await.expect("batch answered");
+    assert_eq!(answers.len(), batch.len());
+    let ids = [v1.id().0, v2.id().0, v3.id().0];
+    assert_eq!(answers[0], Ok(ids[0]), "{answers:?}");
+    assert!(
+        matches!(&answers[1], Err(Rejection::Malformed(_))),
+        "{answers:?}"
+    );
+    assert_eq!(answers[2], Ok(ids[1]), "{answers:?}");
+    assert_eq!(
+        answers[3],
+        Err(Rejection::Replay(hex::encode(ids[0]))),
+        "the copy is a replay"
+    );
+    assert_eq!(answers[4], Err(Rejection::BadSignature), "{answers:?}");
+    assert_eq!(answers[5], Ok(ids[2]), "{answers:?}");
+
+    // The accepted ones commit as valid; the rejected ones are unknown; a single Submit of an
+    // accepted one is a replay.
+    for id in &ids {
+        let r = c.wait(id, Duration::from_secs(10)).await.expect("commits");
+        assert_eq!(r.status, TxStatus::Valid, "{r:?}");
+    }
+    assert_eq!(
+        c.status(&forged.id().0).await.expect("status"),
+        TxState::Unknown
+    );
+    assert!(matches!(
+        rejected(c.submit(&v1).await),
+        Rejection::Replay(_)
+    ));
+    assert_eq!(balance(&mut c, &keys, ALICE).await, 95);
+    assert_eq!(balance(&mut c, &keys, CAROL).await, 5);
+    assert_eq!(balance(&mut c, &keys, BOB).await, 93);
+    assert_eq!(balance(&mut c, &keys, ADMIN).await, 7);
+    assert_eq!(balance(&mut c, &keys, NODE).await, 3);
+
+    // An empty batch has an empty answer.
+    assert_eq!(c.submit_batch(&[]).await.expect("empty batch"), Vec::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_is_accepted_and_an_oversized_one_refused_whole() {
+    use bpu_ledger::api::MAX_BATCH;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let (node, addr) = start(dir.path(), &keys, "cpu", cutter(1000, 50)).await;
+    let mut c = client(&addr).await;
+    deploy_token(&mut c, &keys).await;
+    let r = call(
+        &mut c,
+        &keys.signer(ADMIN),
+        "token",
+        "mint",
+        to_amount(&keys.id(ALICE), 1000),
+        3,
+    )
+    .await;
+    assert_eq!(r.status, TxStatus::Valid, "{r:?}");
+    let alice = keys.signer(ALICE);
+
+    // MAX_BATCH reads of a key nobody writes: all accepted, all valid.
+    let full: Vec<Transaction> = (0..MAX_BATCH as u64)
+        .map(|n| {
+            alice
+                .sign("token", None, "balance", keys.id(NODE).to_vec(), 100 + n)
+                .expect("sign")
+        })
+        .collect();
+    let answers = c
+        .submit_batch(&full.iter().map(Transaction::encode).collect::<Vec<_>>())
+        .await
+        .expect("full batch answered");
+    let expected: Vec<Result<[u8; 32], Rejection>> = full.iter().map(|t| Ok(t.id().0)).collect();
+    assert_eq!(answers, expected);
+    for t in &full {
+        let r = c
+            .wait(&t.id().0, Duration::from_secs(30))
+            .await
+            .expect("commits");
+        assert_eq!(r.status, TxStatus::Valid, "{r:?}");
+    }
+
+    // MAX_BATCH + 1 transfers: refused as a whole, none submitted.
+    let over: Vec<Transaction> = (0..=MAX_BATCH as u64)
+        .map(|n| {
+            alice
+                .sign(
+                    "token",
+                    None,
+                    "transfer",
+                    to_amount(&keys.id(BOB), 1),
+                    1000 + n,
+                )
+                .expect("sign")
+        })
+        .collect();
+    match c
+        .submit_batch(&over.iter().map(Transaction::encode).collect::<Vec<_>>())
+        .await
+    {
+        Err(ClientError::Rejected(Rejection::Malformed(m))) => {
+            assert!(m.contains(&MAX_BATCH.to_string()), "{m}")
+        }
+        other => panic!("expected the batch refused, got {other:?}"),
+    }
+    // The connection still serves; a later transaction commits, and nothing of the refused
+    // batch is pending or committed.
+    let r = call(
+        &mut c,
+        &alice,
+        "token",
+        "transfer",
+        to_amount(&keys.id(CAROL), 1),
+        5,
+    )
+    .await;
+    assert_eq!(r.status, TxStatus::Valid, "{r:?}");
+    for t in &over {
+        assert_eq!(c.status(&t.id().0).await.expect("status"), TxState::Unknown);
+    }
+    assert_eq!(node.info().pending, 0);
+    assert_eq!(balance(&mut c, &keys, ALICE).await, 999);
+    assert_eq!(balance(&mut c, &keys, BOB).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
