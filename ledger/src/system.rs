@@ -62,6 +62,10 @@ pub struct AddMemberArgs {
     pub bls: Option<ValidatorKey>,
 }
 
+/// Most members one `_membership.add_members` call adds (its argument is a
+/// `Vec<AddMemberArgs>` of 1..=`MAX_ADD_MEMBERS` entries).
+pub const MAX_ADD_MEMBERS: usize = 256;
+
 /// Arguments of `_membership.set_roles` (roles 0 revokes the member; its index stays taken).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct SetRolesArgs {
@@ -283,6 +287,91 @@ fn count_roles(rw: &mut Rw<'_>, roles: u8, delta: i64) -> Result<(), String> {
     Ok(())
 }
 
+/// `_membership.add_member` of one member, checked against the state `rw` sees (so
+/// `add_members` entries see the earlier entries' writes): its index.
+fn add_one(rw: &mut Rw<'_>, a: AddMemberArgs) -> Result<u32, String> {
+    check_name("member", &a.name, limits::NAME).map_err(|e| e.to_string())?;
+    if a.key.len() != 65 || a.key[0] != 4 {
+        return Err("keys are 65-byte uncompressed SEC1 points".into());
+    }
+    if a.roles & !0x0f != 0 {
+        return Err(format!("bad roles {:#x}", a.roles));
+    }
+    let mut orgs: Vec<Org> = match rw.read(ORGS_KEY)? {
+        Some(b) => postcard::from_bytes(&b).map_err(|e| format!("corrupt orgs: {e}"))?,
+        None => Vec::new(),
+    };
+    let org = match orgs.iter().position(|o| o.name == a.org) {
+        Some(i) => i as u32,
+        None => {
+            check_name("organization", &a.org, limits::NAME).map_err(|e| e.to_string())?;
+            if orgs.len() >= MAX_ORGS {
+                return Err(format!("already {MAX_ORGS} organizations"));
+            }
+            orgs.push(Org { name: a.org });
+            rw.write(ORGS_KEY.to_vec(), encode(&orgs));
+            (orgs.len() - 1) as u32
+        }
+    };
+    let index = read_u32(rw, COUNT_KEY)?;
+    if index as usize >= MAX_MEMBERS {
+        return Err(format!("already {MAX_MEMBERS} members"));
+    }
+    if rw.read(&key_index_key(&a.key))?.is_some() {
+        return Err("this key belongs to a member already".into());
+    }
+    if rw.read(&name_key(org, &a.name))?.is_some() {
+        return Err(format!("organization already has a member {}", a.name));
+    }
+    match &a.bls {
+        None if a.roles & Role::Validator as u8 != 0 => {
+            return Err(format!(
+                "member {}: the validator role needs a BLS key and proof of possession",
+                a.name
+            ))
+        }
+        None => {}
+        Some(vk) => {
+            if rw.read(&bls_index_key(vk))?.is_some() {
+                return Err(format!(
+                    "member {}: its BLS key belongs to a member already",
+                    a.name
+                ));
+            }
+            if !vk.verify() {
+                return Err(format!(
+                    "member {}: the proof of possession of its BLS key does not verify",
+                    a.name
+                ));
+            }
+            rw.write(bls_index_key(vk), index.to_le_bytes().to_vec());
+        }
+    }
+    let m = Member {
+        org,
+        name: a.name,
+        key: a.key,
+        roles: a.roles,
+        bls: a.bls,
+    };
+    rw.write(key_index_key(&m.key), index.to_le_bytes().to_vec());
+    rw.write(name_key(org, &m.name), index.to_le_bytes().to_vec());
+    rw.write(member_key(index), encode(&m));
+    rw.write(COUNT_KEY.to_vec(), (index + 1).to_le_bytes().to_vec());
+    count_roles(rw, m.roles, 1)?;
+    Ok(index)
+}
+
+/// A member name as a revert reason shows it: quoted, cut to the name limit.
+fn shown_name(name: &str) -> String {
+    if name.chars().count() > limits::NAME {
+        let cut: String = name.chars().take(limits::NAME).collect();
+        format!("{cut:?}…")
+    } else {
+        format!("{name:?}")
+    }
+}
+
 /// Runs `_membership.<method>`. Each member is its own state entry, so a change writes a few
 /// small keys whatever the membership's size.
 pub fn membership(method: &str, raw: &[u8], get: Get<'_>) -> Result<SysOutcome, String> {
@@ -291,79 +380,26 @@ pub fn membership(method: &str, raw: &[u8], get: Get<'_>) -> Result<SysOutcome, 
         reads: BTreeMap::new(),
         writes: BTreeMap::new(),
     };
-    let index = match method {
+    let response = match method {
         "add_member" => {
             let a: AddMemberArgs = args(raw)?;
-            check_name("member", &a.name, limits::NAME).map_err(|e| e.to_string())?;
-            if a.key.len() != 65 || a.key[0] != 4 {
-                return Err("keys are 65-byte uncompressed SEC1 points".into());
+            add_one(&mut rw, a)?.to_le_bytes().to_vec()
+        }
+        "add_members" => {
+            let all: Vec<AddMemberArgs> = args(raw)?;
+            if all.is_empty() || all.len() > MAX_ADD_MEMBERS {
+                return Err(format!(
+                    "add_members takes 1..={MAX_ADD_MEMBERS} members, not {}",
+                    all.len()
+                ));
             }
-            if a.roles & !0x0f != 0 {
-                return Err(format!("bad roles {:#x}", a.roles));
+            let mut out = Vec::with_capacity(4 * all.len());
+            for (i, a) in all.into_iter().enumerate() {
+                let shown = shown_name(&a.name);
+                let index = add_one(&mut rw, a).map_err(|e| format!("entry {i} ({shown}): {e}"))?;
+                out.extend(index.to_le_bytes());
             }
-            let mut orgs: Vec<Org> = match rw.read(ORGS_KEY)? {
-                Some(b) => postcard::from_bytes(&b).map_err(|e| format!("corrupt orgs: {e}"))?,
-                None => Vec::new(),
-            };
-            let org = match orgs.iter().position(|o| o.name == a.org) {
-                Some(i) => i as u32,
-                None => {
-                    check_name("organization", &a.org, limits::NAME).map_err(|e| e.to_string())?;
-                    if orgs.len() >= MAX_ORGS {
-                        return Err(format!("already {MAX_ORGS} organizations"));
-                    }
-                    orgs.push(Org { name: a.org });
-                    rw.write(ORGS_KEY.to_vec(), encode(&orgs));
-                    (orgs.len() - 1) as u32
-                }
-            };
-            let index = read_u32(&mut rw, COUNT_KEY)?;
-            if index as usize >= MAX_MEMBERS {
-                return Err(format!("already {MAX_MEMBERS} members"));
-            }
-            if rw.read(&key_index_key(&a.key))?.is_some() {
-                return Err("this key belongs to a member already".into());
-            }
-            if rw.read(&name_key(org, &a.name))?.is_some() {
-                return Err(format!("organization already has a member {}", a.name));
-            }
-            match &a.bls {
-                None if a.roles & Role::Validator as u8 != 0 => {
-                    return Err(format!(
-                        "member {}: the validator role needs a BLS key and proof of possession",
-                        a.name
-                    ))
-                }
-                None => {}
-                Some(vk) => {
-                    if rw.read(&bls_index_key(vk))?.is_some() {
-                        return Err(format!(
-                            "member {}: its BLS key belongs to a member already",
-                            a.name
-                        ));
-                    }
-                    if !vk.verify() {
-                        return Err(format!(
-                            "member {}: the proof of possession of its BLS key does not verify",
-                            a.name
-                        ));
-                    }
-                    rw.write(bls_index_key(vk), index.to_le_bytes().to_vec());
-                }
-            }
-            let m = Member {
-                org,
-                name: a.name,
-                key: a.key,
-                roles: a.roles,
-                bls: a.bls,
-            };
-            rw.write(key_index_key(&m.key), index.to_le_bytes().to_vec());
-            rw.write(name_key(org, &m.name), index.to_le_bytes().to_vec());
-            rw.write(member_key(index), encode(&m));
-            rw.write(COUNT_KEY.to_vec(), (index + 1).to_le_bytes().to_vec());
-            count_roles(&mut rw, m.roles, 1)?;
-            index
+            out
         }
         "set_roles" => {
             let a: SetRolesArgs = args(raw)?;
@@ -384,11 +420,11 @@ pub fn membership(method: &str, raw: &[u8], get: Get<'_>) -> Result<SysOutcome, 
             count_roles(&mut rw, a.roles & !m.roles, 1)?;
             m.roles = a.roles;
             rw.write(member_key(a.member), encode(&m));
-            a.member
+            a.member.to_le_bytes().to_vec()
         }
         other => {
             return Err(format!(
-                "_membership has no method {other:?} (add_member, set_roles)"
+                "_membership has no method {other:?} (add_member, add_members, set_roles)"
             ))
         }
     };
@@ -411,7 +447,7 @@ pub fn membership(method: &str, raw: &[u8], get: Get<'_>) -> Result<SysOutcome, 
             params.endorsements
         ));
     }
-    Ok(rw.finish(index.to_le_bytes().to_vec()))
+    Ok(rw.finish(response))
 }
 
 /// The state a channel starts with (committed at height 0): its parameters, organizations,

@@ -330,6 +330,7 @@ proptest::proptest! {
         let ok = |_: &[u8]| Ok(());
         let _ = bpu_ledger::system::lifecycle("install", &data, &none, &ok);
         let _ = bpu_ledger::system::membership("add_member", &data, &none);
+        let _ = bpu_ledger::system::membership("add_members", &data, &none);
         let _ = bpu_ledger::system::membership("set_roles", &data, &none);
         // And a real request built from the same bytes survives the trip.
         let req = bpu_ledger::api::Request::Submit { tx: data.clone() };

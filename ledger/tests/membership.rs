@@ -325,6 +325,29 @@ impl State {
 
     /// Runs `_membership.<method>` and applies its writes; the revert reason otherwise.
     fn call(&mut self, method: &str, args: &impl serde::Serialize) -> Result<u32, String> {
+        let out = self.run(method, args)?;
+        Ok(u32::from_le_bytes(
+            out.response.as_slice().try_into().expect("u32"),
+        ))
+    }
+
+    /// [`State::call`] of `add_members`: the indexes of the response (u32 LE each).
+    fn add_members(&mut self, entries: &[AddMemberArgs]) -> Result<Vec<u32>, String> {
+        let out = self.run("add_members", &entries)?;
+        assert_eq!(out.response.len(), 4 * entries.len(), "one u32 per entry");
+        Ok(out
+            .response
+            .chunks(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("u32")))
+            .collect())
+    }
+
+    /// Runs `_membership.<method>` and applies its writes: what it did.
+    fn run(
+        &mut self,
+        method: &str,
+        args: &impl serde::Serialize,
+    ) -> Result<system::SysOutcome, String> {
         let raw = postcard::to_allocvec(args).expect("encode");
         let get = |k: &[u8]| {
             Ok(self.0.get(k).map(|v| {
@@ -338,15 +361,13 @@ impl State {
             }))
         };
         let out = system::membership(method, &raw, &get)?;
-        for (k, v) in out.writes {
+        for (k, v) in &out.writes {
             match v {
-                Some(v) => self.0.insert(k, v),
-                None => self.0.remove(&k),
+                Some(v) => self.0.insert(k.clone(), v.clone()),
+                None => self.0.remove(k),
             };
         }
-        Ok(u32::from_le_bytes(
-            out.response.as_slice().try_into().expect("u32"),
-        ))
+        Ok(out)
     }
 
     fn membership(&self) -> Membership {
@@ -447,4 +468,177 @@ fn membership_contract_requires_bls_keys_of_validators() {
             .expect("set roles");
     }
     assert_eq!(st.membership().members[4].bls, Some(bls(10)));
+}
+
+/// A P-256 key for member `i` of a long list (seeds beyond a `u8`).
+fn key_n(i: u32) -> Vec<u8> {
+    let mut d = [7u8; 32];
+    d[28..].copy_from_slice(&i.to_be_bytes());
+    let sk = SigningKey::from_slice(&d).expect("key");
+    sk.verifying_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec()
+}
+
+#[test]
+fn add_members_adds_a_list_in_order_and_all_or_nothing() {
+    let g = genesis();
+    let mut st = State::new(&g);
+    let (w, r, v) = (
+        Role::Writer as u8,
+        Role::Reader as u8,
+        Role::Validator as u8,
+    );
+    // Three members: consecutive indexes after the genesis's four, in argument order; the
+    // second creates an organization the third joins (entries see the earlier ones' writes).
+    let list = vec![
+        add("writer", w | r, 20, None),
+        in_org("org3", "reader", r, 21),
+        AddMemberArgs {
+            bls: Some(bls(22)),
+            ..in_org("org3", "node2", v, 22)
+        },
+    ];
+    assert_eq!(st.add_members(&list), Ok(vec![4, 5, 6]));
+    let m = st.membership();
+    m.validate(true).expect("valid membership");
+    assert_eq!(m.orgs.len(), 3);
+    for (i, a) in list.iter().enumerate() {
+        let got = &m.members[4 + i];
+        assert_eq!(
+            (
+                &m.orgs[got.org as usize].name,
+                &got.name,
+                &got.key,
+                got.roles,
+                got.bls
+            ),
+            (&a.org, &a.name, &a.key, a.roles, a.bls),
+        );
+    }
+    assert_eq!(m.validator_set().expect("set").members, vec![1, 6]);
+    // Later single adds continue after them.
+    assert_eq!(st.call("add_member", &add("next", r, 23, None)), Ok(7));
+
+    // Each of these reverts whole: the state is exactly as before.
+    let before = st.0.clone();
+    let mut reverts = |list: Vec<AddMemberArgs>, says: &[&str]| {
+        let e = st.add_members(&list).expect_err("reverts");
+        for s in says {
+            assert!(e.contains(s), "{e:?} should say {s:?}");
+        }
+        assert_eq!(st.0, before, "nothing is written by a reverted call");
+    };
+    reverts(Vec::new(), &["1..=256", "not 0"]);
+    let over = (0..=system::MAX_ADD_MEMBERS as u32)
+        .map(|i| AddMemberArgs {
+            org: "org2".into(),
+            name: format!("m{i}"),
+            key: key_n(i),
+            roles: r,
+            bls: None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(over.len(), 257);
+    reverts(over, &["1..=256", "not 257"]);
+    // The same key twice in the list: the second entry is refused, and the first is not added.
+    reverts(
+        vec![add("a", r, 30, None), add("b", r, 30, None)],
+        &["entry 1", "\"b\"", "key belongs"],
+    );
+    // The same (organization, name) twice, in an organization the list creates.
+    reverts(
+        vec![
+            add("ok", r, 31, None),
+            in_org("org4", "same", r, 32),
+            in_org("org4", "same", r, 33),
+        ],
+        &["entry 2", "\"same\"", "already has a member same"],
+    );
+    // A validator without a BLS key, after good entries.
+    reverts(
+        vec![
+            add("c", r, 34, None),
+            add("d", w, 35, None),
+            add("node3", v, 36, None),
+        ],
+        &["entry 2", "\"node3\"", "BLS key"],
+    );
+    // Two validators with one BLS key.
+    reverts(
+        vec![
+            add("node3", v, 36, Some(bls(36))),
+            add("node4", v, 37, Some(bls(36))),
+        ],
+        &["entry 1", "BLS key belongs"],
+    );
+    // A key already in the state, and a bad entry of any kind, name its position.
+    reverts(
+        vec![add("e", r, 37, None), add("f", r, 20, None)],
+        &["entry 1", "key belongs"],
+    );
+    reverts(vec![add("", r, 38, None)], &["entry 0"]);
+    // A method that does not exist lists the ones that do.
+    let e = st.call("add_memberz", &()).expect_err("no such method");
+    assert!(e.contains("add_member, add_members, set_roles"), "{e:?}");
+}
+
+/// [`add`] in organization `org` (new to the state, so the list creates it).
+fn in_org(org: &str, name: &str, roles: u8, seed: u8) -> AddMemberArgs {
+    AddMemberArgs {
+        org: org.into(),
+        ..add(name, roles, seed, None)
+    }
+}
+
+#[test]
+fn a_full_add_members_list_fits_the_transaction_limits() {
+    use bpu_ledger::format::limits;
+    let g = genesis();
+    let mut st = State::new(&g);
+    // 256 members with the longest names, in a new organization with the longest name.
+    let org = "o".repeat(limits::NAME);
+    let list: Vec<AddMemberArgs> = (0..system::MAX_ADD_MEMBERS as u32)
+        .map(|i| AddMemberArgs {
+            org: org.clone(),
+            name: format!("{i:0>64}"),
+            key: key_n(i),
+            roles: Role::Writer as u8 | Role::Reader as u8,
+            bls: None,
+        })
+        .collect();
+    let raw = postcard::to_allocvec(&list).expect("encode");
+    assert!(
+        raw.len() <= limits::ARGS,
+        "{} bytes of arguments",
+        raw.len()
+    );
+    // With BLS keys (144 bytes more each), 256 entries fit while organization and member names
+    // come to 41 bytes an entry (docs/formats.md), not 42.
+    let size = |names: usize| {
+        let with_bls: Vec<AddMemberArgs> = (0..system::MAX_ADD_MEMBERS)
+            .map(|_| AddMemberArgs {
+                org: "o".repeat(names / 2),
+                name: "n".repeat(names - names / 2),
+                key: key(1),
+                roles: Role::Validator as u8,
+                bls: Some(bls(1)),
+            })
+            .collect();
+        postcard::to_allocvec(&with_bls).expect("encode").len()
+    };
+    assert!(size(41) <= limits::ARGS && size(42) > limits::ARGS);
+    let out = st.run("add_members", &list).expect("added");
+    assert!(
+        out.reads.len() + out.writes.len() <= limits::RWSET_ENTRIES,
+        "{} reads and {} writes",
+        out.reads.len(),
+        out.writes.len()
+    );
+    let want: Vec<u8> = (4..4 + 256u32).flat_map(u32::to_le_bytes).collect();
+    assert_eq!(out.response, want);
+    let m = st.membership();
+    m.validate(true).expect("valid membership");
+    assert_eq!(m.members.len(), 4 + 256);
 }

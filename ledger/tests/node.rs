@@ -403,6 +403,154 @@ async fn versioned_deployment_and_membership_changes() {
     ));
 }
 
+/// `AddMemberArgs` in organization `org2` for a new key.
+fn new_member(name: &str, roles: u8) -> (bpu_runtime::SigningKey, system::AddMemberArgs) {
+    let key = bpu_runtime::SigningKey::generate().expect("key");
+    let a = system::AddMemberArgs {
+        org: "org2".into(),
+        name: name.into(),
+        key: key.public_key().to_sec1().to_vec(),
+        roles,
+        bls: None,
+    };
+    (key, a)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_members_adds_a_list_in_one_admin_transaction() {
+    use bpu_ledger::Role;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let (node, addr) = start(dir.path(), &keys, "cpu", cutter(1000, 50)).await;
+    let mut c = client(&addr).await;
+    deploy_token(&mut c, &keys).await;
+    let admin = keys.signer(ADMIN);
+    let (w, r) = (Role::Writer as u8, Role::Reader as u8);
+
+    // Three members in one transaction: consecutive indexes after the five genesis members.
+    let list = [
+        new_member("dave", w | r),
+        new_member("erin", r),
+        new_member("frank", w),
+    ];
+    let args: Vec<system::AddMemberArgs> = list.iter().map(|(_, a)| a.clone()).collect();
+    let enc = |l: &[system::AddMemberArgs]| postcard::to_allocvec(l).expect("enc");
+    let rc = call(
+        &mut c,
+        &admin,
+        system::MEMBERSHIP,
+        "add_members",
+        enc(&args),
+        3,
+    )
+    .await;
+    assert_eq!(rc.status, TxStatus::Valid, "{rc:?}");
+    let want: Vec<u8> = [5u32, 6, 7].iter().flat_map(|i| i.to_le_bytes()).collect();
+    assert_eq!(rc.response, want);
+    // After the commit each is a member with its roles, and can act by them.
+    let m = node.membership();
+    for (i, (_, a)) in list.iter().enumerate() {
+        let index = 5 + i as u32;
+        assert_eq!(c.member(&a.key).await.expect("member"), Some(index));
+        let got = m.member(index).expect("a member");
+        assert_eq!((&got.name, &got.key, got.roles), (&a.name, &a.key, a.roles));
+    }
+    let signer = |i: usize| bpu_ledger::client::Signer {
+        key: bpu_runtime::SigningKey::from_pem(list[i].0.to_pem().expect("pem").as_bytes())
+            .expect("key"),
+        channel: CHANNEL.into(),
+        member: 5 + i as u32,
+    };
+    let pay = to_amount(&keys.id(BOB), 0);
+    let rc = call(&mut c, &signer(0), "token", "transfer", pay.clone(), 1).await;
+    assert_eq!(rc.status, TxStatus::Valid, "{rc:?}");
+    let tx = signer(1)
+        .sign("token", None, "transfer", pay.clone(), 1)
+        .expect("sign");
+    assert!(matches!(
+        rejected(c.submit(&tx).await),
+        Rejection::WrongRole { member: 6, .. }
+    ));
+    let q = signer(1)
+        .sign("token", None, "balance", keys.id(BOB).to_vec(), 2)
+        .expect("sign");
+    assert_eq!(c.query(&q).await.expect("reader"), 0u64.to_le_bytes());
+
+    // A member who is not an admin is refused before anything runs.
+    let more = vec![new_member("gina", r).1];
+    let tx = keys
+        .signer(ALICE)
+        .sign(system::MEMBERSHIP, None, "add_members", enc(&more), 4)
+        .expect("sign");
+    assert!(matches!(
+        rejected(c.submit(&tx).await),
+        Rejection::WrongRole { member: ALICE, role } if role == "admin"
+    ));
+
+    // Lists that revert whole, each naming what is wrong; none of their members is added.
+    let mut nonce = 10;
+    let mut reverts = async |l: Vec<system::AddMemberArgs>, says: &[&str]| {
+        nonce += 1;
+        let tx = admin
+            .sign(system::MEMBERSHIP, None, "add_members", enc(&l), nonce)
+            .expect("sign");
+        match rejected(c.submit(&tx).await) {
+            Rejection::Reverted(m) => {
+                for s in says {
+                    assert!(m.contains(s), "{m:?} should say {s:?}")
+                }
+            }
+            other => panic!("expected a revert, got {other:?}"),
+        }
+        for a in &l {
+            assert_eq!(c.member(&a.key).await.expect("member"), None);
+        }
+    };
+    reverts(Vec::new(), &["1..=256", "not 0"]).await;
+    let over: Vec<_> = (0..=system::MAX_ADD_MEMBERS)
+        .map(|i| new_member(&format!("m{i}"), r).1)
+        .collect();
+    reverts(over, &["not 257"]).await;
+    let (_, a) = new_member("hal", r);
+    let b = system::AddMemberArgs {
+        name: "ivan".into(),
+        ..a.clone()
+    };
+    reverts(vec![a, b], &["entry 1", "\"ivan\"", "key belongs"]).await;
+    let no_bls = new_member("node9", Role::Validator as u8).1;
+    reverts(
+        vec![new_member("jo", r).1, no_bls],
+        &["entry 1", "\"node9\"", "BLS key"],
+    )
+    .await;
+    assert_eq!(node.membership().members.len(), 8);
+
+    // A full list with the longest names fits a transaction and commits.
+    let full: Vec<_> = (0..system::MAX_ADD_MEMBERS)
+        .map(|i| system::AddMemberArgs {
+            org: "o".repeat(64),
+            ..new_member(&format!("{i:0>64}"), w | r).1
+        })
+        .collect();
+    let rc = call(
+        &mut c,
+        &admin,
+        system::MEMBERSHIP,
+        "add_members",
+        enc(&full),
+        20,
+    )
+    .await;
+    assert_eq!(rc.status, TxStatus::Valid, "{rc:?}");
+    let want: Vec<u8> = (8..8 + 256u32).flat_map(u32::to_le_bytes).collect();
+    assert_eq!(rc.response, want);
+    assert_eq!(node.membership().members.len(), 8 + 256);
+    assert_eq!(
+        c.member(&full[255].key).await.expect("member"),
+        Some(8 + 255)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_resume_from_cursor_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
