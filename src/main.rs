@@ -1,6 +1,7 @@
 //! The `bpu` command line: devices, hashing, signature verification, self-test and benchmarks
 //! over CPU or BPU backends.
 
+mod gateway_cli;
 mod ledger_cli;
 mod light_cli;
 mod selftest;
@@ -97,6 +98,10 @@ enum Cmd {
     /// first use: N validator node processes ordering by BFT consensus on loopback (default 4),
     /// or one node in this process with `--nodes 1`; prints heights and throughput as it runs.
     Up(ledger_cli::UpArgs),
+    /// Run the gateway (REST API, dashboard, metrics) in front of a network's nodes, or manage
+    /// its users offline (`bpu gateway user add NAME --role admin --password-file F`); see
+    /// docs/gateway.md.
+    Gateway(gateway_cli::GatewayArgs),
     /// Run one node from a config file (TOML: data_dir, genesis, key, listen, device, optional
     /// block_max_txs / block_max_bytes / block_timeout_ms; a `[p2p]` section (listen, peers,
     /// *_timeout_ms) for BFT ordering with the other validators; `[[channels]]` entries
@@ -288,6 +293,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Keygen(a) => ledger_cli::keygen(&a),
         Cmd::Genesis(a) => ledger_cli::genesis(&a),
         Cmd::Up(a) => ledger_cli::up(&a),
+        Cmd::Gateway(a) => gateway_cli::run(&a),
         Cmd::Node {
             config,
             device,
