@@ -245,6 +245,16 @@ pub struct UpArgs {
     /// Only create the network directory (keys, genesis, `node<i>.toml` configs) and exit.
     #[arg(long)]
     pub prepare: bool,
+    /// Do not start the gateway beside the nodes.
+    #[arg(long)]
+    pub no_gateway: bool,
+    /// HTTP address of the gateway (REST API and dashboard).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub gateway_listen: String,
+    /// The token contract the gateway deploys when the channel lacks it (`contracts/build.sh`
+    /// builds it); without it, deploy `token` yourself before the gateway starts.
+    #[arg(long, default_value = "contracts/build/token.elf")]
+    pub token_elf: PathBuf,
 }
 
 /// Contract commands.
@@ -930,13 +940,21 @@ pub fn up(a: &UpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let d = dir.display();
+    let gw = (!a.no_gateway).then(|| a.gateway_listen.clone());
     let hint = |addr: &str| {
-        format!(
+        match &gw {
+        Some(g) => format!(
+            "try:  curl -s -X POST http://{g}/api/v1/auth/login -H 'content-type: application/json' \\\n\
+             \x20       -d '{{\"name\": \"admin\", \"password\": \"PASSWORD\"}}'   # PASSWORD: {d}/gateway-admin.password\n\
+             \x20     then accounts, mint and transfers with the token: docs/gateway.md (nodes' client protocol: {addr})"
+        ),
+        None => format!(
             "try:  contracts/build.sh && bpu contract deploy token contracts/build/token.elf --node {addr} -k {d}/admin.pem\n\
              \x20     bpu contract call token init --node {addr} -k {d}/admin.pem\n\
              \x20     bpu contract call token mint -a id:{d}/alice.pem -a u64:100 --node {addr} -k {d}/admin.pem\n\
              \x20     bpu contract query token balance -a id:{d}/alice.pem --out u64 --node {addr} -k {d}/alice.pem"
-        )
+        ),
+    }
     };
     if nodes == 1 {
         let config = dir.join("node0.toml");
@@ -947,6 +965,7 @@ pub fn up(a: &UpArgs) -> Result<ExitCode> {
         let rt = crate::runtime()?;
         rt.block_on(async {
             let started = start_node(&cfg, dir).await?;
+            let _gateway = Kill(start_gateway(a)?.into_iter().collect());
             let (node, addr) = started
                 .first()
                 .ok_or_else(|| anyhow!("no channel started"))?;
@@ -962,6 +981,75 @@ pub fn up(a: &UpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     supervise(a, nodes, &hint)
+}
+
+/// Starts `bpu gateway` beside the nodes (unless `--no-gateway`); on first use makes the
+/// gateway user `admin` with a random password kept in `DIR/gateway-admin.password`.
+fn start_gateway(a: &UpArgs) -> Result<Option<std::process::Child>> {
+    if a.no_gateway {
+        return Ok(None);
+    }
+    let dir = &a.dir;
+    let exe = std::env::current_exe().context("finding the bpu executable")?;
+    let pw = dir.join("gateway-admin.password");
+    if !pw.exists() {
+        let secret = ::hex::encode(rand::random::<[u8; 16]>());
+        bpu_gateway::secrets::write_private(&pw, secret.as_bytes())
+            .with_context(|| format!("writing {}", pw.display()))?;
+        let o = std::process::Command::new(&exe)
+            .args([
+                "gateway",
+                "user",
+                "add",
+                "admin",
+                "--role",
+                "admin",
+                "--password-file",
+            ])
+            .arg(&pw)
+            .arg("--net")
+            .arg(dir)
+            .output()
+            .context("creating the gateway's admin user")?;
+        if !o.status.success() {
+            bail!(
+                "creating the gateway's admin user: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    let log = std::fs::File::create(dir.join("gateway.log"))?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(["--log", "info", "gateway", "--net"])
+        .arg(dir)
+        .args(["--listen", &a.gateway_listen]);
+    if a.token_elf.exists() {
+        cmd.arg("--token-elf").arg(&a.token_elf);
+    }
+    let child = cmd
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting the gateway")?;
+    eprintln!(
+        "gateway: dashboard http://{0}/ui/ and API http://{0}/api/v1 (user admin, password in {1}); log {2}",
+        a.gateway_listen,
+        pw.display(),
+        dir.join("gateway.log").display()
+    );
+    Ok(Some(child))
+}
+
+/// Kills the processes when dropped.
+struct Kill(Vec<std::process::Child>);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Runs `bpu node` for each node config of the directory, prints the heights every second,
@@ -988,16 +1076,8 @@ fn supervise(a: &UpArgs, nodes: usize, hint: &dyn Fn(&str) -> String) -> Result<
             .with_context(|| format!("starting node {i}"))?;
         children.push(child);
     }
-    struct Kill(Vec<std::process::Child>);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            for c in &mut self.0 {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
     let mut children = Kill(children);
+    let mut gateway = Kill(start_gateway(a)?.into_iter().collect());
     eprintln!(
         "{nodes} nodes (BFT ordering) on {} … ; logs in {}/node*.log\n{}",
         addrs.join(", "),
@@ -1018,6 +1098,10 @@ fn supervise(a: &UpArgs, nodes: usize, hint: &dyn Fn(&str) -> String) -> Result<
                 if let Ok(Some(st)) = c.try_wait() {
                     eprintln!("node {i} exited ({st}); see {}/node{i}.log", dir.display());
                 }
+            }
+            if let Some(Ok(Some(st))) = gateway.0.first_mut().map(std::process::Child::try_wait) {
+                eprintln!("the gateway exited ({st}); see {}/gateway.log", dir.display());
+                gateway.0.clear();
             }
             let mut infos = Vec::new();
             for addr in &addrs {

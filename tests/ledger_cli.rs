@@ -51,6 +51,7 @@ fn up(dir: &Path, addr: &str) -> Up {
             addr,
             "--block-timeout-ms",
             "100",
+            "--no-gateway",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -541,14 +541,14 @@
       fill();
     }
 
-    async function send(body, box, btn) {
+    async function send(path, body, box, btn) {
       hide(err, result, $('#mint-error'));
       const text = JSON.stringify(body);
       const key = retry && retry.text === text ? retry.key : uuid();
       retry = null;
       btn.disabled = true;
       try {
-        const t = await api('POST', '/api/v1/transactions', body, { 'Idempotency-Key': key });
+        const t = await api('POST', path, body, { 'Idempotency-Key': key });
         result.dataset.tx = t.id;
         result.dataset.state = t.state;
         say(result, (t.kind === 'mint' ? 'Mint ' : 'Transfer ') + t.id + ' is ' + t.state +
@@ -571,24 +571,24 @@
       try {
         body = { from: Number(from.value), amount: amountOf($('#tx-amount')) };
         if (!from.value) throw new Error('choose the paying account');
-        if (to.value === 'ledger') body.to_ledger_id = ledger.value.trim().toLowerCase();
+        if (to.value === 'ledger') body.to = ledger.value.trim().toLowerCase();
         else body.to = Number(to.value);
       } catch (e) {
         hide(result);
         return showError(err, e);
       }
-      send(body, err, $('#tx-submit'));
+      send('/api/v1/transactions', body, err, $('#tx-submit'));
     });
     if (mintTo) {
       $('#mint-form').addEventListener('submit', (ev) => {
         ev.preventDefault();
         let body;
         try {
-          body = { kind: 'mint', to: Number(mintTo.value), amount: amountOf($('#mint-amount')) };
+          body = { to: Number(mintTo.value), amount: amountOf($('#mint-amount')) };
         } catch (e) {
           return showError($('#mint-error'), e);
         }
-        send(body, $('#mint-error'), $('#mint-submit'));
+        send('/api/v1/mints', body, $('#mint-error'), $('#mint-submit'));
       });
     }
     fill();

@@ -68,14 +68,27 @@ impl Creator {
     }
 }
 
-/// A fresh key for an account: (SEC1 key, ledger id, sealed PEM).
-pub fn new_key(keys: &KeyFile) -> Result<(Vec<u8>, [u8; 32], Vec<u8>), String> {
+/// A fresh account key as stored.
+pub struct NewKey {
+    /// SEC1 public key.
+    pub sec1: Vec<u8>,
+    pub ledger_id: [u8; 32],
+    /// The private key's PEM, sealed under the key file and bound to the ledger id.
+    pub sealed: Vec<u8>,
+}
+
+/// A fresh key for an account.
+pub fn new_key(keys: &KeyFile) -> Result<NewKey, String> {
     let k = SigningKey::generate().map_err(|e| e.to_string())?;
     let sec1 = k.public_key().to_sec1().to_vec();
     let lid: [u8; 32] = Sha256::digest(&sec1).into();
     let pem = k.to_pem().map_err(|e| e.to_string())?;
     let sealed = keys.seal(pem.as_bytes(), &lid).map_err(|e| e.to_string())?;
-    Ok((sec1, lid, sealed))
+    Ok(NewKey {
+        sec1,
+        ledger_id: lid,
+        sealed,
+    })
 }
 
 /// The view's entry of a stored account (its key unsealed).

@@ -34,10 +34,12 @@ pub enum AppError {
     NotFound(String),
     #[error("{1}")]
     Conflict(&'static str, String),
-    #[error("request body larger than {0} bytes")]
-    TooLarge(usize),
+    #[error("request body too large (the gateway's --max-body limit, 64 KiB by default)")]
+    TooLarge,
     #[error("{1}")]
     Unprocessable(&'static str, String),
+    #[error("send the body as JSON with `Content-Type: application/json`")]
+    UnsupportedMedia,
     #[error("too many failed logins; retry in {0} s")]
     Throttled(u64),
     #[error("{0}")]
@@ -66,8 +68,9 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(..) => StatusCode::CONFLICT,
-            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unprocessable(..) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -84,7 +87,8 @@ impl AppError {
             AppError::BadCredentials(_) => "bad_credentials",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",
-            AppError::TooLarge(_) => "body_too_large",
+            AppError::TooLarge => "body_too_large",
+            AppError::UnsupportedMedia => "unsupported_media_type",
             AppError::Throttled(_) => "throttled",
             AppError::Unavailable(_) => "unavailable",
             AppError::Timeout(_) => "timeout",

@@ -7,7 +7,7 @@ use crate::auth::{self, need_admin, need_staff, Role};
 use crate::db::{AuditRow, Page, UserRow};
 use crate::error::{AppError, ErrorBody};
 use crate::nodes::NodeStatus;
-use crate::txsvc::{Caller, NewTx, TxStats, TxView};
+use crate::txsvc::{Caller, NewMint, NewTx, Request, TxStats, TxView};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -69,6 +69,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_account, patch_account))
         .routes(routes!(account_transactions))
         .routes(routes!(create_transaction, list_transactions))
+        .routes(routes!(create_mint))
         .routes(routes!(get_transaction))
         .routes(routes!(network))
         .routes(routes!(stats))
@@ -93,27 +94,35 @@ pub struct ApiJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for ApiJson<T>
 where
-    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = AppError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, AppError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::JsonDataError(e)) => {
-                Err(AppError::bad("invalid_body", e.body_text()))
-            }
+        let v = match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(v)) => v,
             Err(JsonRejection::JsonSyntaxError(e)) => {
-                Err(AppError::bad("invalid_json", e.body_text()))
+                return Err(AppError::bad("invalid_json", e.body_text()))
             }
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::Unprocessable(
-                "unsupported_media_type",
-                "send the body as JSON with `Content-Type: application/json`".into(),
-            )),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(AppError::TooLarge(0)),
-            Err(e) => Err(AppError::bad("invalid_body", e.body_text())),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                return Err(AppError::UnsupportedMedia)
+            }
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(AppError::TooLarge)
+            }
+            Err(e) => return Err(AppError::bad("invalid_body", e.body_text())),
+        };
+        // Serde would also take a struct as an array of its fields; the API takes objects.
+        if !v.is_object() {
+            return Err(AppError::bad(
+                "invalid_body",
+                "the body must be a JSON object",
+            ));
         }
+        serde_json::from_value(v)
+            .map(ApiJson)
+            .map_err(|e| AppError::bad("invalid_body", e.to_string()))
     }
 }
 
@@ -123,7 +132,9 @@ where
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    #[param(minimum = 0)]
     pub after: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -132,6 +143,9 @@ impl PageQuery {
         let limit = self.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
             return Err(AppError::bad("bad_limit", "limit is between 1 and 500"));
+        }
+        if self.after.is_some_and(|a| a < 0) {
+            return Err(AppError::bad("bad_cursor", "after is a cursor, 0 or more"));
         }
         Ok(Page {
             after: self.after.unwrap_or(0),
@@ -201,6 +215,8 @@ fn dummy_hash() -> &'static str {
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 401, description = "Wrong name or password, or a disabled user", body = ErrorBody),
         (status = 429, description = "Too many failed logins for this name or address", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (Content-Type)", body = ErrorBody),
     ))]
 async fn login(
     State(st): State<AppState>,
@@ -267,6 +283,7 @@ async fn login(
     responses(
         (status = 204, description = "The token or session is revoked"),
         (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 400, description = "Malformed path, query or header", body = ErrorBody),
     ))]
 async fn logout(
     State(st): State<AppState>,
@@ -295,6 +312,7 @@ async fn logout(
     responses(
         (status = 200, description = "The calling user", body = UserView),
         (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 400, description = "Malformed path, query or header", body = ErrorBody),
     ))]
 async fn me(State(st): State<AppState>, caller: Caller) -> Result<Json<UserView>, AppError> {
     let u = st
@@ -310,8 +328,10 @@ async fn me(State(st): State<AppState>, caller: Caller) -> Result<Json<UserView>
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$", min_length = 1, max_length = 64)]
     pub name: String,
     pub role: Role,
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
 }
 
@@ -320,6 +340,7 @@ pub struct NewUser {
 pub struct UserPatch {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
+    #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
     /// Needed when users change their own password.
     pub current_password: Option<String>,
@@ -365,6 +386,8 @@ pub async fn add_user(
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (Content-Type)", body = ErrorBody),
     ))]
 async fn create_user(
     State(st): State<AppState>,
@@ -414,6 +437,7 @@ async fn list_users(
         (status = 200, description = "The user", body = UserView),
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 404, description = "No such user (or not yours to see)", body = ErrorBody),
+        (status = 400, description = "Malformed path, query or header", body = ErrorBody),
     ))]
 async fn get_user(
     State(st): State<AppState>,
@@ -442,6 +466,8 @@ async fn get_user(
         (status = 403, description = "Only admins change roles and disable users", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 409, description = "The change would leave no active admin", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (Content-Type)", body = ErrorBody),
     ))]
 async fn patch_user(
     State(st): State<AppState>,
@@ -534,6 +560,7 @@ async fn patch_user(
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$", min_length = 1, max_length = 64)]
     pub name: String,
     /// The owning user (operators and admins; default: the caller).
     pub owner: Option<i64>,
@@ -542,6 +569,7 @@ pub struct NewAccount {
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountPatch {
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$", min_length = 1, max_length = 64)]
     pub name: Option<String>,
     /// Operators and admins: a disabled account cannot send (it still receives).
     pub disabled: Option<bool>,
@@ -558,7 +586,9 @@ pub struct AccountPage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AccountQuery {
+    #[param(minimum = 0)]
     pub after: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Operators and admins: only this user's accounts.
     pub owner: Option<i64>,
@@ -575,6 +605,8 @@ pub struct AccountQuery {
         (status = 404, description = "No such owner", body = ErrorBody),
         (status = 409, description = "Too many accounts for this user", body = ErrorBody),
         (status = 503, description = "The ledger did not add the member in time; the account is finished in the background", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (Content-Type)", body = ErrorBody),
     ))]
 async fn create_account(
     State(st): State<AppState>,
@@ -601,10 +633,10 @@ async fn create_account(
             ),
         ));
     }
-    let (sec1, lid, sealed) = accounts::new_key(&st.keys).map_err(AppError::internal)?;
+    let k = accounts::new_key(&st.keys).map_err(AppError::internal)?;
     let id = st
         .db
-        .insert_account(o.id, &req.name, &lid, &sec1, &sealed)
+        .insert_account(o.id, &req.name, &k.ledger_id, &k.sec1, &k.sealed)
         .await?;
     let row = st
         .db
@@ -683,6 +715,7 @@ async fn visible_account(
         (status = 200, description = "Balance, pending amount, what is available", body = AccountView),
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 404, description = "No such account (or not yours)", body = ErrorBody),
+        (status = 400, description = "Malformed path, query or header", body = ErrorBody),
     ))]
 async fn get_account(
     State(st): State<AppState>,
@@ -704,6 +737,8 @@ async fn get_account(
         (status = 403, description = "Only operators and admins disable accounts", body = ErrorBody),
         (status = 404, description = "No such account", body = ErrorBody),
         (status = 409, description = "The account is still being created", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (Content-Type)", body = ErrorBody),
     ))]
 async fn patch_account(
     State(st): State<AppState>,
@@ -769,6 +804,7 @@ fn tx_page(rows: Vec<crate::db::TxRow>, p: Page) -> TxPage {
         (status = 200, description = "The account's history, oldest first", body = TxPage),
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 404, description = "No such account (or not yours)", body = ErrorBody),
+        (status = 400, description = "Malformed path, query or header", body = ErrorBody),
     ))]
 async fn account_transactions(
     State(st): State<AppState>,
@@ -787,17 +823,17 @@ async fn account_transactions(
 #[utoipa::path(post, path = "/api/v1/transactions", tag = "transactions",
     security(("bearer" = []), ("session" = [])),
     request_body = NewTx,
-    params(("Idempotency-Key" = String, Header, description = "Unique per request (1–200 ASCII characters); the same key again answers the same transaction")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 200, pattern = "^[!-~]([ -~]*[!-~])?$", description = "Unique per request (1–200 ASCII characters); the same key again answers the same transaction")),
     responses(
         (status = 202, description = "Pre-confirmed: checked, reserved and stored; it will commit", body = TxView),
         (status = 400, description = "Malformed request or missing Idempotency-Key", body = ErrorBody),
         (status = 401, description = "Not logged in", body = ErrorBody),
-        (status = 403, description = "Minting needs the operator or admin role", body = ErrorBody),
         (status = 404, description = "No such account (or not yours)", body = ErrorBody),
         (status = 409, description = "Insufficient funds net of pending transfers, or a disabled account", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "The Idempotency-Key was used for another request", body = ErrorBody),
         (status = 503, description = "Not stored; retry with the same key", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (Content-Type)", body = ErrorBody),
     ))]
 async fn create_transaction(
     State(st): State<AppState>,
@@ -805,16 +841,49 @@ async fn create_transaction(
     headers: HeaderMap,
     ApiJson(req): ApiJson<NewTx>,
 ) -> Result<(StatusCode, Json<TxView>), AppError> {
+    preconfirm(&st, &caller, &headers, &Request::from(&req)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/mints", tag = "transactions",
+    security(("bearer" = []), ("session" = [])),
+    request_body = NewMint,
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 200, pattern = "^[!-~]([ -~]*[!-~])?$", description = "Unique per request; the same key again answers the same transaction")),
+    responses(
+        (status = 202, description = "Pre-confirmed: new tokens will be credited to `to`", body = TxView),
+        (status = 400, description = "Malformed request or missing Idempotency-Key", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Minting needs the operator or admin role", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (Content-Type)", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = ErrorBody),
+        (status = 503, description = "Not stored; retry with the same key", body = ErrorBody),
+    ))]
+async fn create_mint(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<NewMint>,
+) -> Result<(StatusCode, Json<TxView>), AppError> {
+    preconfirm(&st, &caller, &headers, &Request::from(&req)).await
+}
+
+async fn preconfirm(
+    st: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    req: &Request,
+) -> Result<(StatusCode, Json<TxView>), AppError> {
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
             AppError::bad(
                 "missing_idempotency_key",
-                "send an Idempotency-Key header (a unique string per transfer)",
+                "send an Idempotency-Key header (a unique string per request)",
             )
         })?;
-    let (_, v) = st.tx.submit(&caller, key, &req).await?;
+    let (_, v) = st.tx.submit(caller, key, req).await?;
     Ok((StatusCode::ACCEPTED, Json(v)))
 }
 
@@ -823,8 +892,10 @@ async fn create_transaction(
 #[into_params(parameter_in = Query)]
 pub struct TxQuery {
     /// `committed`: wait until the transaction is final (committed or rejected).
+    #[param(pattern = "^committed$")]
     pub wait: Option<String>,
     /// How long to wait, milliseconds (default 10,000, at most 60,000).
+    #[param(minimum = 0, maximum = 60000)]
     pub timeout_ms: Option<u64>,
 }
 
@@ -850,6 +921,10 @@ async fn get_transaction(
         .await?
         .filter(visible)
         .ok_or_else(|| AppError::NotFound(format!("transaction {id}")))?;
+    let t = q.timeout_ms.unwrap_or(10_000);
+    if t > 60_000 {
+        return Err(AppError::bad("bad_timeout", "timeout_ms is at most 60000"));
+    }
     match q.wait.as_deref() {
         None => return Ok(Json(TxView::from(&row))),
         Some("committed") => {}
@@ -859,10 +934,6 @@ async fn get_transaction(
                 format!("wait={other:?}: the only value is `committed`"),
             ))
         }
-    }
-    let t = q.timeout_ms.unwrap_or(10_000);
-    if t > 60_000 {
-        return Err(AppError::bad("bad_timeout", "timeout_ms is at most 60000"));
     }
     st.tx.wait_final(&id, Duration::from_millis(t)).await;
     let row = st
@@ -912,6 +983,7 @@ pub struct NetworkView {
         (status = 200, description = "Each node's height, role and health", body = NetworkView),
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 400, description = "Malformed path, query or header", body = ErrorBody),
     ))]
 async fn network(
     State(st): State<AppState>,
@@ -940,6 +1012,7 @@ pub struct StatsView {
     responses(
         (status = 200, description = "Live figures for the dashboard", body = StatsView),
         (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 400, description = "Malformed path, query or header", body = ErrorBody),
     ))]
 async fn stats(State(st): State<AppState>, _caller: Caller) -> Json<StatsView> {
     Json(StatsView {
@@ -973,6 +1046,7 @@ pub struct AuditPage {
         (status = 200, description = "Admin and operator actions, oldest first", body = AuditPage),
         (status = 401, description = "Not logged in", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 400, description = "Malformed path, query or header", body = ErrorBody),
     ))]
 async fn audit_log(
     State(st): State<AppState>,
@@ -1012,6 +1086,18 @@ pub struct EventView {
     /// "ledger_tx_id", "contract", "name", "data", "from", "to", "amount"}`.
     #[schema(value_type = Object)]
     pub body: serde_json::Value,
+}
+
+/// One Server-Sent Events message of `GET /api/v1/events`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct SseMessage {
+    /// The event's cursor (`seq`).
+    pub id: Option<String>,
+    /// The event's kind (`tx` or `contract`).
+    pub event: Option<String>,
+    /// An Event as JSON (absent on keep-alive comments).
+    pub data: Option<String>,
+    pub retry: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -1059,6 +1145,7 @@ async fn events_page(
 pub struct StreamQuery {
     /// Start after this cursor (0: from the beginning; default: only new events). The
     /// `Last-Event-ID` header of a reconnecting EventSource takes precedence.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
 }
 
@@ -1066,7 +1153,7 @@ pub struct StreamQuery {
     security(("bearer" = []), ("session" = [])),
     params(StreamQuery),
     responses(
-        (status = 200, description = "Server-Sent Events: `id` is the cursor, `event` the kind, `data` an Event as JSON; every event after the cursor exactly once, in order", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: `id` is the cursor, `event` the kind, `data` an Event as JSON; every event after the cursor exactly once, in order", content_type = "text/event-stream", body = SseMessage),
         (status = 400, description = "Bad cursor", body = ErrorBody),
         (status = 401, description = "Not logged in", body = ErrorBody),
     ))]
@@ -1085,6 +1172,12 @@ async fn events_stream(
         ),
         None => None,
     };
+    if let Some(a) = last_id.or(q.after).filter(|a| *a < 0) {
+        return Err(AppError::bad(
+            "bad_cursor",
+            format!("cursor {a}: 0 or more"),
+        ));
+    }
     let watch = st.db.events_watch();
     let after = last_id.or(q.after).unwrap_or(*watch.borrow());
     let user = (!caller.is_staff()).then_some(caller.user);

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use utoipa::ToSchema;
 
+/// Pooled connections idle longer than this are dropped (the node's server closes connections
+/// idle for five minutes).
+const IDLE_REUSE: Duration = Duration::from_secs(60);
+
 /// How the gateway watches its nodes.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
@@ -46,7 +50,8 @@ struct Inner {
     opts: NodeOptions,
     health: Mutex<Vec<Health>>,
     primary: watch::Sender<Option<usize>>,
-    idle: Mutex<Vec<Vec<Client>>>,
+    /// Idle connections per node, with when they were last used.
+    idle: Mutex<Vec<Vec<(Client, Instant)>>>,
     switches: std::sync::atomic::AtomicU64,
 }
 
@@ -104,7 +109,7 @@ impl Drop for Conn {
                 let mut idle = self.pool.idle.lock();
                 if let Some(v) = idle.get_mut(self.node) {
                     if v.len() < 32 {
-                        v.push(c);
+                        v.push((c, Instant::now()));
                     }
                 }
             }
@@ -234,7 +239,15 @@ impl Nodes {
 
     /// A connection to node `node`.
     pub async fn conn_to(&self, node: usize) -> Result<Conn, ClientError> {
-        let idle = self.inner.idle.lock().get_mut(node).and_then(Vec::pop);
+        // Nodes close connections idle for minutes; older ones are not reused.
+        let idle = {
+            let mut all = self.inner.idle.lock();
+            let v = all.get_mut(node);
+            v.and_then(|v| {
+                v.retain(|(_, at)| at.elapsed() < IDLE_REUSE);
+                v.pop().map(|(c, _)| c)
+            })
+        };
         let client = match idle {
             Some(c) => c,
             None => {
@@ -315,6 +328,9 @@ impl Nodes {
 /// Checks node `i` forever on its own connection.
 async fn watch_node(inner: Arc<Inner>, i: usize) {
     let mut client: Option<Client> = None;
+    // A node is down after two failed checks in a row (one slow answer is not a failover);
+    // a failed request marks it down at once (`mark_down`).
+    let mut fails = 0u32;
     let mut tick = tokio::time::interval(inner.opts.check_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -342,6 +358,7 @@ async fn watch_node(inner: Arc<Inner>, i: usize) {
         x.checked = Some(Instant::now());
         match r {
             Ok(info) => {
+                fails = 0;
                 x.rtt_ms = t0.elapsed().as_secs_f64() * 1e3;
                 x.info = Some(info);
                 x.healthy = true;
@@ -349,7 +366,10 @@ async fn watch_node(inner: Arc<Inner>, i: usize) {
             }
             Err(e) => {
                 client = None;
-                x.healthy = false;
+                fails += 1;
+                if fails >= 2 || x.info.is_none() {
+                    x.healthy = false;
+                }
                 x.last_error = Some(e.to_string());
             }
         }

@@ -85,21 +85,90 @@ impl TxKind {
     }
 }
 
-/// A new transaction.
+/// Where tokens go: an account of this gateway (its id) or any ledger identity (64 hex
+/// digits: SHA-256 of the member's SEC1 key).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(untagged)]
+pub enum Dest {
+    Account(i64),
+    LedgerId(String),
+}
+
+impl utoipa::PartialSchema for Dest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Int64,
+                    )))
+                    .description(Some("an account id of this gateway")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9a-fA-F]{64}$"))
+                    .description(Some("a ledger identity")),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for Dest {}
+
+/// A new transfer.
 #[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct NewTx {
-    #[serde(default)]
-    pub kind: TxKind,
-    /// The paying account (transfers).
-    pub from: Option<i64>,
-    /// The receiving account of this gateway.
-    pub to: Option<i64>,
-    /// Or any ledger identity (64 hex digits: SHA-256 of the member's SEC1 key).
-    pub to_ledger_id: Option<String>,
+    /// The paying account.
+    pub from: i64,
+    pub to: Dest,
     /// Tokens, at least 1.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub amount: u64,
+}
+
+/// A new mint (operators and admins).
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct NewMint {
+    pub to: Dest,
+    /// Tokens, at least 1.
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
+    pub amount: u64,
+}
+
+/// A transfer or a mint, as the service takes it.
+#[derive(Serialize, Clone, Debug)]
+pub struct Request {
+    pub kind: TxKind,
+    pub from: Option<i64>,
+    pub to: Dest,
+    pub amount: u64,
+}
+
+impl From<&NewTx> for Request {
+    fn from(t: &NewTx) -> Request {
+        Request {
+            kind: TxKind::Transfer,
+            from: Some(t.from),
+            to: t.to.clone(),
+            amount: t.amount,
+        }
+    }
+}
+
+impl From<&NewMint> for Request {
+    fn from(m: &NewMint) -> Request {
+        Request {
+            kind: TxKind::Mint,
+            from: None,
+            to: m.to.clone(),
+            amount: m.amount,
+        }
+    }
 }
 
 /// A gateway transaction.
@@ -485,7 +554,7 @@ impl TxService {
         &self,
         caller: &Caller,
         idem_key: &str,
-        req: &NewTx,
+        req: &Request,
     ) -> Result<(bool, TxView), AppError> {
         let t0 = Instant::now();
         let svc = &self.svc;
@@ -506,23 +575,17 @@ impl TxService {
         if let Some(row) = svc.db.tx_by_key(caller.user, idem_key).await? {
             return same_request(&row, &req_hash).map(|v| (false, v));
         }
-        let to_ledger_id: Option<[u8; 32]> = match &req.to_ledger_id {
-            Some(h) => Some(
+        let to_ledger_id: Option<[u8; 32]> = match &req.to {
+            Dest::LedgerId(h) => Some(
                 hex::decode(h)
                     .ok()
                     .and_then(|b| <[u8; 32]>::try_from(b).ok())
                     .ok_or_else(|| {
-                        AppError::bad("bad_ledger_id", "to_ledger_id must be 64 hex digits")
+                        AppError::bad("bad_ledger_id", "a ledger id is 64 hex digits")
                     })?,
             ),
-            None => None,
+            Dest::Account(_) => None,
         };
-        if req.to.is_some() == to_ledger_id.is_some() {
-            return Err(AppError::bad(
-                "bad_destination",
-                "give exactly one of `to` (an account id) and `to_ledger_id`",
-            ));
-        }
         // Checks and reservation, under the view lock (no await inside).
         let (row, to_owner, locks, signer) = {
             let mut v = svc.view.lock();
@@ -531,8 +594,9 @@ impl TxService {
                     return same_request(&o.row, &req_hash).map(|v| (false, v));
                 }
             }
-            let (to_account, to_lid) = match (req.to, to_ledger_id) {
-                (Some(t), _) => {
+            let (to_account, to_lid) = match (&req.to, to_ledger_id) {
+                (Dest::Account(t), _) => {
+                    let t = *t;
                     let a = v
                         .accounts
                         .get(&t)
@@ -540,14 +604,14 @@ impl TxService {
                         .ok_or_else(|| AppError::NotFound(format!("account {t}")))?;
                     (Some(t), a.ledger_id)
                 }
-                (None, Some(l)) => (v.by_ledger.get(&l).copied(), l),
-                (None, None) => unreachable_dest()?,
+                (_, Some(l)) => (v.by_ledger.get(&l).copied(), l),
+                (_, None) => unreachable_dest()?,
             };
             let (signer, from_lid, method) = match req.kind {
                 TxKind::Transfer => {
-                    let f = req.from.ok_or_else(|| {
-                        AppError::bad("missing_from", "a transfer needs `from` (an account id)")
-                    })?;
+                    let f = req
+                        .from
+                        .ok_or_else(|| AppError::internal("a transfer without a paying account"))?;
                     let a = v
                         .accounts
                         .get(&f)
@@ -562,9 +626,9 @@ impl TxService {
                         ));
                     }
                     if a.ledger_id == to_lid {
-                        return Err(AppError::bad(
+                        return Err(AppError::Conflict(
                             "same_account",
-                            "a transfer needs two different accounts",
+                            "a transfer needs two different accounts".into(),
                         ));
                     }
                     let available = a.balance.saturating_sub(a.pending_out);
@@ -587,9 +651,6 @@ impl TxService {
                         return Err(AppError::forbidden(
                             "minting needs the operator or admin role",
                         ));
-                    }
-                    if req.from.is_some() {
-                        return Err(AppError::bad("unexpected_from", "a mint has no `from`"));
                     }
                     (svc.issuer.clone(), None, "mint")
                 }
@@ -715,9 +776,8 @@ impl View {
 }
 
 fn unreachable_dest() -> Result<(Option<i64>, [u8; 32]), AppError> {
-    Err(AppError::bad(
-        "bad_destination",
-        "give exactly one of `to` and `to_ledger_id`",
+    Err(AppError::internal(
+        "a ledger id destination without its bytes",
     ))
 }
 
@@ -766,10 +826,7 @@ async fn submitter(svc: Arc<Svc>) {
         if Arc::strong_count(&svc) == 1 {
             return;
         }
-        loop {
-            let Some(primary) = svc.nodes.primary() else {
-                break;
-            };
+        while let Some(primary) = svc.nodes.primary() {
             if last_primary != Some(primary) {
                 if last_primary.is_some() {
                     requeue_sent_elsewhere(&svc, primary);

@@ -335,8 +335,8 @@ impl Api {
         let (s, v) = self
             .req(
                 reqwest::Method::POST,
-                "/transactions",
-                Some(json!({"kind": "mint", "to": to, "amount": amount})),
+                "/mints",
+                Some(json!({"to": to, "amount": amount})),
                 Some(&key),
             )
             .await

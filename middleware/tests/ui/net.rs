@@ -231,8 +231,8 @@ impl Api<'_> {
         let key = format!("mint-{to}-{amount}-{}", rand::random::<u64>());
         let (s, v) = self.call(
             "POST",
-            "/api/v1/transactions",
-            Some(json!({"kind": "mint", "to": to, "amount": amount})),
+            "/api/v1/mints",
+            Some(json!({"to": to, "amount": amount})),
             &[("Idempotency-Key", &key)],
         );
         assert_eq!(s, 202, "mint: {v}");
