@@ -56,18 +56,29 @@ pub struct Throttle {
     fails: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
-/// Failures allowed before lockouts start.
-const FREE_FAILS: u32 = 5;
+/// Failures allowed before lockouts start: per user name, and per client address (higher:
+/// many users may share one address behind a proxy).
+const FREE_FAILS_USER: u32 = 5;
+const FREE_FAILS_ADDR: u32 = 20;
+
+fn free_fails(key: &str) -> u32 {
+    if key.starts_with("ip:") {
+        FREE_FAILS_ADDR
+    } else {
+        FREE_FAILS_USER
+    }
+}
 
 impl Throttle {
     /// Seconds left of a lockout of `key`, if locked.
     pub fn locked(&self, key: &str) -> Option<u64> {
         let f = self.fails.lock();
         let (n, last) = f.get(key)?;
-        if *n < FREE_FAILS {
+        let free = free_fails(key);
+        if *n < free {
             return None;
         }
-        let wait = lockout(*n);
+        let wait = lockout(*n - free);
         let passed = last.elapsed();
         (passed < wait).then(|| (wait - passed).as_secs().max(1))
     }
@@ -87,10 +98,9 @@ impl Throttle {
     }
 }
 
-/// 1 s after the 5th failure, doubling, at most 15 minutes.
-fn lockout(fails: u32) -> Duration {
-    let n = fails.saturating_sub(FREE_FAILS).min(10);
-    Duration::from_secs((1u64 << n).min(900))
+/// 1 s after the last free failure, doubling with each further one, at most 15 minutes.
+fn lockout(beyond: u32) -> Duration {
+    Duration::from_secs((1u64 << beyond.min(10)).min(900))
 }
 
 fn bearer(parts: &Parts) -> Option<(String, bool)> {

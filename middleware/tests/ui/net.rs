@@ -65,6 +65,12 @@ impl Env {
     /// Starts the ledger node (solo orderer, 20 ms blocks) and the gateway on 127.0.0.1:0;
     /// the gateway deploys the token contract with the admin member's key.
     pub fn start() -> Env {
+        Env::start_with(None, |_| {})
+    }
+
+    /// As `start`, on the database `db` (default: SQLite in the temporary directory), with the
+    /// gateway configuration changed by `tweak`.
+    pub fn start_with(db: Option<String>, tweak: impl FnOnce(&mut Config)) -> Env {
         let elf = token_elf();
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -98,13 +104,14 @@ impl Env {
             (node, addr.to_string())
         });
         let mut cfg = Config::new(
-            format!("sqlite://{}", dir.path().join("gateway.db").display()),
+            db.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("gateway.db").display())),
             vec![node_addr],
             dir.path().join("gateway.key"),
             issuer_pem,
         );
         cfg.listen = "127.0.0.1:0".into();
         cfg.token_elf = Some(elf);
+        tweak(&mut cfg);
         let gateway = rt
             .block_on(bpu_gateway::start(cfg))
             .unwrap_or_else(|e| panic!("the gateway starts: {e}"));
@@ -119,6 +126,11 @@ impl Env {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Runs `f` on the environment's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.as_ref().expect("runtime").block_on(f)
     }
 
     /// Creates a user directly in the database (as `bpu gateway user add` does).
@@ -180,7 +192,7 @@ impl Drop for Env {
 /// The JSON API with a bearer token.
 pub struct Api<'a> {
     env: &'a Env,
-    token: String,
+    pub token: String,
 }
 
 impl Api<'_> {
