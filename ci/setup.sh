@@ -6,7 +6,7 @@ set -euo pipefail
 # clang/lld and qemu-user for RISC-V contracts, OpenSSL for interoperability tests; for the
 # gateway's tests: a PostgreSQL server (ci/services.sh starts a throwaway one), headless Chromium
 # with its ChromeDriver, and Debian's python3 with venv (its `-m venv` needs python3-venv).
-PKGS=(verilator yosys g++ make clang lld qemu-user openssl coreutils ca-certificates curl
+PKGS=(verilator yosys g++ make clang lld qemu-user openssl coreutils ca-certificates curl jq
       postgresql chromium chromium-driver python3 python3-venv)
 
 as_root() {
