@@ -646,7 +646,7 @@ async fn create_account(
     st.creator
         .create(row, Duration::from_secs(60))
         .await
-        .map_err(AppError::Unavailable)?;
+        .map_err(|e| AppError::Unavailable(st.nodes.scrub(&e)))?;
     let row = st
         .db
         .account(id)

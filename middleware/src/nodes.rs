@@ -274,6 +274,15 @@ impl Nodes {
         self.inner.mark_down(i, why);
     }
 
+    /// `text` with every node address replaced by `node N` (for messages to non-admins).
+    pub fn scrub(&self, text: &str) -> String {
+        let mut t = text.to_string();
+        for (i, a) in self.inner.addrs.iter().enumerate() {
+            t = t.replace(a.as_str(), &format!("node {i}"));
+        }
+        t
+    }
+
     /// Every node's status (admin view).
     pub fn status(&self) -> Vec<NodeStatus> {
         let h = self.inner.health.lock();
@@ -375,5 +384,28 @@ async fn watch_node(inner: Arc<Inner>, i: usize) {
         }
         drop(h);
         inner.choose();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn messages_for_users_carry_no_node_address() {
+        let n = Nodes::start(
+            vec!["127.0.0.1:1".into(), "10.0.0.7:7051".into()],
+            NodeOptions::default(),
+        );
+        let s = n.scrub("cannot reach the node at 10.0.0.7:7051: refused (127.0.0.1:1 too)");
+        assert_eq!(s, "cannot reach the node at node 1: refused (node 0 too)");
+        // Nothing listens on port 1: no primary, and the view says why.
+        assert_eq!(n.wait_primary(Duration::from_millis(600)).await, None);
+        let st = n.status();
+        assert!(
+            st.iter()
+                .all(|x| !x.healthy && x.role == "down" && x.last_error.is_some()),
+            "{st:?}"
+        );
     }
 }
