@@ -367,6 +367,8 @@ struct Svc {
     /// Bumped whenever a transaction becomes final.
     finals: watch::Sender<u64>,
     processed: AtomicU64,
+    /// (node, height) the follower last saw a node report: fresher than the health checks.
+    seen_tip: Mutex<(usize, u64)>,
     stats: Mutex<Stats>,
 }
 
@@ -472,6 +474,7 @@ impl TxService {
             wake_submitter: Notify::new(),
             finals,
             processed: AtomicU64::new(processed),
+            seen_tip: Mutex::new((usize::MAX, 0)),
             stats: Mutex::new(Stats::default()),
         });
         tokio::spawn(submitter(svc.clone()));
@@ -835,7 +838,12 @@ async fn submitter(svc: Arc<Svc>) {
             }
             // Endorse only on a node whose state has every block the follower processed.
             let processed = svc.processed.load(Ordering::Acquire);
-            if svc.nodes.info(primary).is_none_or(|i| i.height < processed) {
+            let checked = svc.nodes.info(primary).map_or(0, |i| i.height);
+            let seen = match *svc.seen_tip.lock() {
+                (n, h) if n == primary => h,
+                _ => 0,
+            };
+            if checked.max(seen) < processed {
                 break;
             }
             tokio::time::sleep(svc.opts.batch_wait).await;
@@ -1086,7 +1094,10 @@ async fn follower(svc: Arc<Svc>) {
         let next = svc.processed.load(Ordering::Acquire) + 1;
         if tip < next {
             match c.client().info().await {
-                Ok(i) => tip = i.height,
+                Ok(i) => {
+                    tip = i.height;
+                    *svc.seen_tip.lock() = (primary, tip);
+                }
                 Err(_) => {
                     if let Some(mut c) = conn.take() {
                         c.broken();
