@@ -663,7 +663,25 @@ fn kill_9_of_the_gateway_under_load_commits_every_202_once_postgres() {
     with_net(Store::Postgres, gateway_killed_under_load);
 }
 
-async fn node_killed_under_load(mut net: Net) {
+/// How the gateway's node fails.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NodeFault {
+    /// `kill -9`.
+    Killed,
+    /// `kill -STOP`: the process hangs with its sockets open (requests time out), and is
+    /// continued at the end.
+    Stalled,
+}
+
+async fn node_killed_under_load(net: Net) {
+    node_fails_under_load(net, NodeFault::Killed).await;
+}
+
+async fn node_stalled_under_load(net: Net) {
+    node_fails_under_load(net, NodeFault::Stalled).await;
+}
+
+async fn node_fails_under_load(mut net: Net, fault: NodeFault) {
     let api = Api::login(&net, "root", PASSWORD).await;
     let p = pairs(&api, 12).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -671,11 +689,34 @@ async fn node_killed_under_load(mut net: Net) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, nv) = api.get("/network").await;
     let primary = nv["primary"].as_u64().expect("a primary") as usize;
-    net.nodes[primary].kill();
+    let pid = net.nodes[primary]
+        .0
+        .as_ref()
+        .expect("node")
+        .id()
+        .to_string();
+    match fault {
+        NodeFault::Killed => net.nodes[primary].kill(),
+        NodeFault::Stalled => {
+            assert!(Command::new("kill")
+                .args(["-STOP", &pid])
+                .status()
+                .expect("kill")
+                .success());
+        }
+    }
     let killed = Instant::now();
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
     stop.store(true, Ordering::Relaxed);
     let sent = worker.await.expect("load");
+    let (_, during) = api.get("/network").await;
+    if fault == NodeFault::Stalled {
+        assert!(Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .expect("kill")
+            .success());
+    }
     let after: Vec<&Sent> = sent
         .iter()
         .filter(|s| s.status == 202 && s.at > killed + Duration::from_secs(1))
@@ -687,13 +728,12 @@ async fn node_killed_under_load(mut net: Net) {
     );
     let survivor = (primary + 1) % gw::NODES;
     exactly_once(&net, &api, &sent, survivor).await;
-    let (_, nv) = api.get("/network").await;
     assert_ne!(
-        nv["primary"].as_u64(),
+        during["primary"].as_u64(),
         Some(primary as u64),
-        "moved to another node: {nv}"
+        "moved to another node: {during}"
     );
-    assert_eq!(nv["nodes"][primary]["healthy"], false, "{nv}");
+    assert_eq!(during["nodes"][primary]["healthy"], false, "{during}");
 }
 
 #[test]
@@ -704,6 +744,16 @@ fn kill_9_of_the_gateways_node_under_load_fails_over_without_loss_sqlite() {
 #[test]
 fn kill_9_of_the_gateways_node_under_load_fails_over_without_loss_postgres() {
     with_net(Store::Postgres, node_killed_under_load);
+}
+
+#[test]
+fn a_stalled_node_under_load_is_left_without_loss_sqlite() {
+    with_net(Store::Sqlite, node_stalled_under_load);
+}
+
+#[test]
+fn a_stalled_node_under_load_is_left_without_loss_postgres() {
+    with_net(Store::Postgres, node_stalled_under_load);
 }
 
 async fn openapi_under_schemathesis(net: Net) {
