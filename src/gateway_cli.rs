@@ -215,6 +215,7 @@ pub fn config(a: &RunArgs) -> Result<bpu_gateway::Config> {
 }
 
 fn serve(a: &RunArgs) -> Result<ExitCode> {
+    crate::ledger_cli::exit_with_parent();
     let cfg = config(a)?;
     let rt = crate::runtime()?;
     rt.block_on(async {

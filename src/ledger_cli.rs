@@ -802,7 +802,27 @@ async fn report(nodes: &[Node], seconds: Option<u64>, json: bool) -> Result<()> 
 }
 
 /// `bpu node --config FILE`.
+/// Set by `bpu up` in its children's environment: they stop when `bpu up` is gone (even after
+/// a `kill -9` of it, which runs no cleanup), instead of running on unsupervised.
+pub const EXIT_WITH_PARENT: &str = "BPU_EXIT_WITH_PARENT";
+
+/// When [`EXIT_WITH_PARENT`] is set, a thread that ends the process once its parent changes.
+pub fn exit_with_parent() {
+    if std::env::var_os(EXIT_WITH_PARENT).is_none() {
+        return;
+    }
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(250));
+        if std::os::unix::process::parent_id() != parent {
+            eprintln!("bpu: the supervising `bpu up` is gone; stopping");
+            std::process::exit(0);
+        }
+    });
+}
+
 pub fn node(config: &Path, device: Option<String>, json: bool) -> Result<ExitCode> {
+    exit_with_parent();
     let text =
         std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
     let mut cfg: NodeFile = toml::from_str(&text)
@@ -1027,6 +1047,7 @@ fn start_gateway(a: &UpArgs) -> Result<Option<std::process::Child>> {
         cmd.arg("--token-elf").arg(&a.token_elf);
     }
     let child = cmd
+        .env(EXIT_WITH_PARENT, "1")
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
@@ -1070,6 +1091,7 @@ fn supervise(a: &UpArgs, nodes: usize, hint: &dyn Fn(&str) -> String) -> Result<
             .arg("--config")
             .arg(&config)
             .args(["--device", &a.device])
+            .env(EXIT_WITH_PARENT, "1")
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
