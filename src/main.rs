@@ -181,6 +181,41 @@ enum BenchCmd {
     /// count that still sustains 2,000 transfers/s, and certificate verification time for 4 and
     /// 100 validators.
     Consensus(ConsensusBenchArgs),
+    /// The gateway's REST API in front of 4 BFT validators in this process, clients over HTTP:
+    /// committed transfers/s (goal ≥ 2,000), pre-confirm latency p50/p99 (goal p99 < 50 ms) and
+    /// commit latency p50/p99 at half of peak (goal p99 < 3 s), side by side with the same
+    /// load sent straight to a node with the Rust client, and what the gateway costs per
+    /// transaction (CPU time, latency, throughput). Exits 1 when any transfer is refused,
+    /// rejected or not committed, or the ledger disagrees with the gateway.
+    Gateway(GatewayBenchArgs),
+}
+
+#[derive(clap::Args)]
+struct GatewayBenchArgs {
+    /// Gateway accounts, created through the API (the direct run has as many, from the
+    /// genesis); each pair of accounts has one transfer in flight at a time.
+    #[arg(long, default_value_t = 8_192)]
+    accounts: usize,
+    /// Length of each gateway run (peak, then half of peak); the direct peak sends as many
+    /// transfers as the gateway's peak committed, the paced runs rate × seconds.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// HTTP keep-alive connections to the gateway (one worker each, one request at a time),
+    /// and Rust client connections to the node in the direct runs.
+    #[arg(long, default_value_t = 128)]
+    connections: usize,
+    /// The token contract (`contracts/build.sh` builds it).
+    #[arg(long, default_value = "contracts/build/token.elf")]
+    token: PathBuf,
+    /// Block cutter timeout in ms (the proposer waits at most this long for a block to fill).
+    #[arg(long, default_value_t = 100)]
+    block_timeout_ms: u32,
+    /// Print JSON instead of markdown.
+    #[arg(long)]
+    json: bool,
+    /// At most 1,024 accounts and 5-second runs, for a fast check.
+    #[arg(long)]
+    quick: bool,
 }
 
 #[derive(clap::Args)]
@@ -446,6 +481,40 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.markdown());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            which: BenchCmd::Gateway(a),
+        } => {
+            let progress = |s: &str| eprintln!("bench: {s}");
+            let opts = bpu_bench::gateway::Options {
+                accounts: if a.quick {
+                    a.accounts.min(1024)
+                } else {
+                    a.accounts
+                },
+                seconds: if a.quick {
+                    a.seconds.min(5.0)
+                } else {
+                    a.seconds
+                },
+                connections: a.connections,
+                token_elf: a.token,
+                block_timeout_ms: a.block_timeout_ms,
+                progress: &progress,
+            };
+            let report = bpu_bench::gateway::run(&opts).map_err(anyhow::Error::msg)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.markdown());
+            }
+            if !report.passed() {
+                for f in &report.failures {
+                    eprintln!("bpu: bench gateway failed: {f}");
+                }
+                return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)
         }

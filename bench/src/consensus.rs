@@ -130,19 +130,24 @@ pub struct ConsensusReport {
 
 /// CPU seconds this process has used (user + system), from `/proc/self/stat` (Linux; clock
 /// ticks of 1/100 s, the kernel's USER_HZ on every mainstream architecture).
-fn cpu_seconds() -> Option<f64> {
+pub(crate) fn cpu_seconds() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = &s[s.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
+    stat_times(&s).map(|(_, secs)| secs)
+}
+
+/// The command (thread) name and the CPU seconds (user + system) of a `/proc/…/stat` line.
+pub(crate) fn stat_times(s: &str) -> Option<(&str, f64)> {
+    // The name is in parentheses and may hold spaces; fields follow it.
+    let (open, close) = (s.find('(')?, s.rfind(')')?);
+    let f: Vec<&str> = s.get(close + 1..)?.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    Some((s.get(open + 1..close)?, (utime + stime) / 100.0))
 }
 
 /// Busy and total CPU ticks of the machine, all cores, from `/proc/stat` (Linux).
-fn machine_ticks() -> Option<(u64, u64)> {
+pub(crate) fn machine_ticks() -> Option<(u64, u64)> {
     let s = std::fs::read_to_string("/proc/stat").ok()?;
     let line = s.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line
@@ -258,7 +263,7 @@ fn p2p_sent(nets: &[Network]) -> u64 {
 
 /// Starts `net`'s validators (networks, nodes, client APIs), waits until every pair is
 /// connected; returns the nodes, their networks and client API addresses.
-async fn start_network(
+pub(crate) async fn start_network(
     net: &load::Net,
     dirs: &[tempfile::TempDir],
     params: &ChannelParams,
@@ -337,7 +342,7 @@ async fn start_network(
 
 /// Every node reaches node 0's tip and holds the same block there, with a certificate of the
 /// validator set.
-async fn check_agreement(net: &load::Net, nodes: &[Node]) -> Result<(), String> {
+pub(crate) async fn check_agreement(net: &load::Net, nodes: &[Node]) -> Result<(), String> {
     let h = nodes.first().ok_or("no nodes")?.tip().height;
     let deadline = Instant::now() + Duration::from_secs(60);
     while nodes.iter().any(|x| x.tip().height < h) {
@@ -669,5 +674,17 @@ impl ConsensusReport {
             ));
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stat_times_reads_the_name_and_user_plus_system_time() {
+        // pid (name) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+        // utime stime …; a name may hold spaces and parentheses.
+        let line = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0";
+        assert_eq!(super::stat_times(line), Some(("a (b) c", 4.0)));
+        assert_eq!(super::stat_times("42 (x) S 1 2"), None);
     }
 }

@@ -8,10 +8,12 @@
 //! assumptions (clock, instance counts) are printed next to every projection.
 //!
 //! Start reading at [`hash::run`] (SHA-256), [`verify::run`] (ECDSA P-256), [`ledger::run`]
-//! (the node end to end) or [`consensus::run`] (BFT validators in one process); [`load`] is the
-//! transfer workload the last two share.
+//! (the node end to end), [`consensus::run`] (BFT validators in one process) or
+//! [`gateway::run`] (the REST API in front of them, against the same load sent straight to a
+//! node); [`load`] is the transfer workload the last three share.
 
 pub mod consensus;
+pub mod gateway;
 pub mod hash;
 pub mod ledger;
 pub mod load;

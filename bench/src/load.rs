@@ -27,7 +27,7 @@ use tokio::sync::broadcast;
 pub(crate) const CHANNEL: &str = "bench";
 
 /// How long accepted transactions may take to commit before a run fails.
-const COMMIT_DEADLINE: Duration = Duration::from_secs(120);
+pub(crate) const COMMIT_DEADLINE: Duration = Duration::from_secs(120);
 
 /// One load run.
 #[derive(Debug, Serialize, Clone, Default)]
@@ -339,7 +339,7 @@ async fn submit_all(clients: &mut [Client], txs: &[(usize, &[u8])], tracker: &Tr
     futures::future::join_all(futs).await.into_iter().sum()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
