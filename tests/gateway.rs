@@ -794,6 +794,7 @@ async fn openapi_under_schemathesis(net: Net) {
     let auth = format!("Authorization: Bearer {}", api.token);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(exe)
+            .current_dir(cwd)
             .args([
                 "run",
                 &url,
