@@ -197,6 +197,18 @@ async fn token_flow_and_refusals(net: Net) {
         "/transactions/{won}?wait=committed&timeout_ms=30000"
     ));
     assert_eq!(w["state"], "committed", "{w}");
+    // The first transfer again (30, more than the 20 left): still its own answer, not a 409.
+    let (s, again) = post(
+        "/transactions",
+        &json!({"from": a, "to": b, "amount": 30}),
+        Some("pay-1"),
+    );
+    assert_eq!(
+        (s, again["id"].as_str()),
+        (202, Some(tid.as_str())),
+        "{again}"
+    );
+    assert_eq!(again["state"], "committed");
 
     // Unauthenticated, a bad token, another user's account, a user minting.
     let (s, e) = curl(&[&api("/accounts")]);

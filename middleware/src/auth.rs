@@ -56,6 +56,43 @@ pub struct Throttle {
     fails: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
+/// Who a token belongs to, remembered for a few seconds so that a request does not read the
+/// token and the user from the database each time. Logout, disabling a user, a role or
+/// password change forget the entries at once; an entry never outlives its token's expiry, and
+/// any other change (by another process on the same database) is seen within `TTL`.
+#[derive(Default)]
+pub struct SessionCache {
+    entries: Mutex<HashMap<Vec<u8>, (Caller, i64, Instant)>>,
+}
+
+impl SessionCache {
+    const TTL: Duration = Duration::from_secs(5);
+
+    fn get(&self, hash: &[u8]) -> Option<Caller> {
+        let e = self.entries.lock();
+        let (c, expires_ms, at) = e.get(hash)?;
+        (at.elapsed() < Self::TTL && *expires_ms > crate::db::now_ms()).then(|| c.clone())
+    }
+
+    fn put(&self, hash: Vec<u8>, c: Caller, expires_ms: i64) {
+        let mut e = self.entries.lock();
+        if e.len() > 100_000 {
+            e.retain(|_, (_, _, at)| at.elapsed() < Self::TTL);
+        }
+        e.insert(hash, (c, expires_ms, Instant::now()));
+    }
+
+    /// Forgets one token (logout).
+    pub fn forget_token(&self, hash: &[u8]) {
+        self.entries.lock().remove(hash);
+    }
+
+    /// Forgets every token of a user (disabled, role or password changed).
+    pub fn forget_user(&self, user: i64) {
+        self.entries.lock().retain(|_, (c, _, _)| c.user != user);
+    }
+}
+
 /// Failures allowed before lockouts start: per user name, and per client address (higher:
 /// many users may share one address behind a proxy).
 const FREE_FAILS_USER: u32 = 5;
@@ -136,7 +173,10 @@ impl FromRequestParts<AppState> for Caller {
             )));
         }
         let hash = crate::secrets::token_hash(&token);
-        let user = st
+        if let Some(c) = st.sessions.get(&hash) {
+            return Ok(c);
+        }
+        let (user, expires_ms) = st
             .db
             .token_user(&hash)
             .await?
@@ -146,11 +186,13 @@ impl FromRequestParts<AppState> for Caller {
             return Err(AppError::Unauthorized);
         }
         let role = Role::parse(&u.role).ok_or_else(|| AppError::internal("unknown role"))?;
-        Ok(Caller {
+        let c = Caller {
             user: u.id,
             name: u.name,
             role,
-        })
+        };
+        st.sessions.put(hash, c.clone(), expires_ms);
+        Ok(c)
     }
 }
 

@@ -659,16 +659,16 @@ impl Db {
         Ok(())
     }
 
-    /// The user of a live token (not expired, not revoked).
-    pub async fn token_user(&self, hash: &[u8]) -> Result<Option<i64>, sqlx::Error> {
+    /// The user of a live token (not expired, not revoked), and when it expires.
+    pub async fn token_user(&self, hash: &[u8]) -> Result<Option<(i64, i64)>, sqlx::Error> {
         let r = sqlx::query(
-            "SELECT user_id FROM tokens WHERE hash = $1 AND revoked = 0 AND expires_ms > $2",
+            "SELECT user_id, expires_ms FROM tokens WHERE hash = $1 AND revoked = 0 AND expires_ms > $2",
         )
         .bind(hash)
         .bind(now_ms())
         .fetch_optional(&self.pool)
         .await?;
-        r.map(|r| r.try_get(0)).transpose()
+        r.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
     pub async fn revoke_token(&self, hash: &[u8]) -> Result<(), sqlx::Error> {

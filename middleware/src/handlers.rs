@@ -293,7 +293,9 @@ async fn logout(
     let mut parts = axum::http::Request::new(()).into_parts().0;
     parts.headers = headers;
     if let Some(t) = auth::request_token(&parts) {
-        st.db.revoke_token(&crate::secrets::token_hash(&t)).await?;
+        let h = crate::secrets::token_hash(&t);
+        st.db.revoke_token(&h).await?;
+        st.sessions.forget_token(&h);
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut().insert(
@@ -536,6 +538,7 @@ async fn patch_user(
     if req.disabled == Some(true) || req.password.is_some() {
         st.db.revoke_user_tokens(id).await?;
     }
+    st.sessions.forget_user(id);
     if admin {
         let detail = format!(
             "role={:?} disabled={:?} password={}",

@@ -575,9 +575,28 @@ impl TxService {
         }
         let req_hash =
             Sha256::digest(serde_json::to_vec(req).map_err(AppError::internal)?).to_vec();
-        if let Some(row) = svc.db.tx_by_key(caller.user, idem_key).await? {
-            return same_request(&row, &req_hash).map(|v| (false, v));
+        match self.preconfirm(caller, idem_key, req, &req_hash, t0).await {
+            Ok(r) => Ok(r),
+            // A key used before (its transaction may be final and gone from memory): the
+            // stored transaction is the answer, whatever the checks say now. Only refusals
+            // read it; a new transaction with a used key is caught by the insert.
+            Err(e) => match svc.db.tx_by_key(caller.user, idem_key).await? {
+                Some(row) => same_request(&row, &req_hash).map(|v| (false, v)),
+                None => Err(e),
+            },
         }
+    }
+
+    async fn preconfirm(
+        &self,
+        caller: &Caller,
+        idem_key: &str,
+        req: &Request,
+        req_hash: &[u8],
+        t0: Instant,
+    ) -> Result<(bool, TxView), AppError> {
+        let svc = &self.svc;
+        let req_hash = req_hash.to_vec();
         let to_ledger_id: Option<[u8; 32]> = match &req.to {
             Dest::LedgerId(h) => Some(
                 hex::decode(h)
