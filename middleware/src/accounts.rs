@@ -9,7 +9,7 @@ use crate::nodes::Nodes;
 use crate::secrets::KeyFile;
 use crate::txsvc::{Acct, TxService};
 use bpu_ledger::client::Signer;
-use bpu_ledger::format::{TxStatus, Wire};
+use bpu_ledger::format::TxStatus;
 use bpu_ledger::system::{self, AddMemberArgs};
 use bpu_ledger::Role as LedgerRole;
 use bpu_runtime::SigningKey;
@@ -180,15 +180,7 @@ async fn add_inner(ctx: &CreatorCtx, jobs: &[Job]) -> Result<Vec<Result<i64, Str
             .issuer
             .sign(system::MEMBERSHIP, None, "add_members", raw, rand::random())
             .map_err(|e| e.to_string())?;
-        let c = conn.client();
-        let id = c
-            .submit_bytes(&tx.encode())
-            .await
-            .map_err(|e| e.to_string())?;
-        let r = c
-            .wait(&id, Duration::from_secs(60))
-            .await
-            .map_err(|e| e.to_string())?;
+        let r = crate::app::submit_and_wait(conn.client(), &tx).await?;
         if r.status != TxStatus::Valid {
             let why = format!(
                 "adding members failed: {:?} {}",

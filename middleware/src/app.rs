@@ -273,18 +273,26 @@ async fn ensure_token(
     Ok(())
 }
 
-async fn commit(
+/// Submits `tx` and waits (≤ 60 s) for its receipt, valid or not.
+pub(crate) async fn submit_and_wait(
     c: &mut bpu_ledger::client::Client,
     tx: &bpu_ledger::Transaction,
-) -> Result<(), String> {
+) -> Result<bpu_ledger::Receipt, String> {
     let id = c
         .submit_bytes(&tx.encode())
         .await
         .map_err(|e| e.to_string())?;
-    let r = c
-        .wait(&id, Duration::from_secs(60))
+    c.wait(&id, Duration::from_secs(60))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// Submits `tx` and waits for it to commit valid.
+async fn commit(
+    c: &mut bpu_ledger::client::Client,
+    tx: &bpu_ledger::Transaction,
+) -> Result<(), String> {
+    let r = submit_and_wait(c, tx).await?;
     if r.status != TxStatus::Valid {
         return Err(format!(
             "{}.{} failed on the ledger: {:?} {}",

@@ -3,6 +3,8 @@
 //! disabling, the last admin, session cookies and their CSRF header, the audit log, account
 //! keys sealed at rest, and a database that refuses deletes.
 
+#[path = "support/postgres.rs"]
+mod postgres;
 mod ui;
 
 use bpu_gateway::auth::Role;
@@ -11,33 +13,6 @@ use std::time::{Duration, Instant};
 use ui::net::Env;
 
 const PW: &str = "correct horse battery";
-
-/// A fresh PostgreSQL database on the `BPU_TEST_POSTGRES` server; `None` (said on stderr) when
-/// the variable is unset, a failure when `BPU_REQUIRE_POSTGRES` is set.
-fn postgres() -> Option<String> {
-    let Ok(base) = std::env::var("BPU_TEST_POSTGRES") else {
-        assert!(
-            std::env::var("BPU_REQUIRE_POSTGRES").is_err(),
-            "BPU_REQUIRE_POSTGRES is set but BPU_TEST_POSTGRES is not (ci/services.sh)"
-        );
-        eprintln!("BPU_TEST_POSTGRES is unset: the PostgreSQL variant did not run");
-        return None;
-    };
-    let name = format!("gwapi_{}", hex::encode(rand::random::<[u8; 6]>()));
-    let o = std::process::Command::new("psql")
-        .arg(&base)
-        .args([
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qc",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output()
-        .expect("run psql");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (prefix, _) = base.rsplit_once('/').expect("URL ends in /DB");
-    Some(format!("{prefix}/{name}"))
-}
 
 fn login_body(name: &str, pw: &str) -> Vec<u8> {
     json!({"name": name, "password": pw})
@@ -306,7 +281,7 @@ fn users_sessions_audit_and_storage_sqlite() {
 
 #[test]
 fn users_sessions_audit_and_storage_postgres() {
-    if let Some(db) = postgres() {
+    if let Some(db) = postgres::fresh_database() {
         users_and_sessions(Some(db));
     }
 }

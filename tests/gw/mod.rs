@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 pub use crate::common::{bpu, free_run, run};
 
+#[path = "../../middleware/tests/support/postgres.rs"]
+mod postgres;
+
 pub const NODES: usize = 4;
 pub const PASSWORD: &str = "admin-password-1";
 
@@ -55,34 +58,7 @@ pub enum Store {
 pub fn database(store: Store, dir: &Path) -> Option<String> {
     match store {
         Store::Sqlite => Some(format!("sqlite://{}", dir.join("gateway.db").display())),
-        Store::Postgres => {
-            let Ok(base) = std::env::var("BPU_TEST_POSTGRES") else {
-                assert!(
-                    std::env::var("BPU_REQUIRE_POSTGRES").is_err(),
-                    "BPU_REQUIRE_POSTGRES is set but BPU_TEST_POSTGRES is not (ci/services.sh)"
-                );
-                eprintln!("BPU_TEST_POSTGRES is unset: the PostgreSQL variant did not run (ci/test.sh sets it)");
-                return None;
-            };
-            let name = format!("gw_{}", hex::encode(rand::random::<[u8; 6]>()));
-            let o = std::process::Command::new("psql")
-                .arg(&base)
-                .args([
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-qc",
-                    &format!("CREATE DATABASE {name}"),
-                ])
-                .output()
-                .expect("run psql (postgresql-client)");
-            assert!(
-                o.status.success(),
-                "creating database {name}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            let (prefix, _) = base.rsplit_once('/').expect("a database URL ends in /DB");
-            Some(format!("{prefix}/{name}"))
-        }
+        Store::Postgres => postgres::fresh_database(),
     }
 }
 
