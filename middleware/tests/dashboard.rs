@@ -5,7 +5,7 @@
 //! assets themselves (content types, the Content-Security-Policy, no inline script).
 //!
 //! Needs Debian's chromium and chromium-driver (`bash ci/setup.sh`; paths from BPU_CHROMIUM and
-//! BPU_CHROMEDRIVER) and contracts/build/token.elf (`contracts/build.sh`); fails without them.
+//! BPU_CHROMEDRIVER) and clang and lld for `contracts/build.sh` (the token contract); fails without them.
 
 mod ui;
 

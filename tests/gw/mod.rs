@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 pub use crate::common::{bpu, free_run, run};
 
+#[path = "../../runtime/tests/common/contracts.rs"]
+mod contracts;
 #[path = "../../middleware/tests/support/postgres.rs"]
 mod postgres;
 
@@ -72,14 +74,9 @@ pub struct Net {
     pub db: String,
 }
 
+/// The token contract, built by `contracts/build.sh` into this test binary's own directory.
 pub fn token_elf() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts/build/token.elf");
-    assert!(
-        p.exists(),
-        "{} is missing: run contracts/build.sh",
-        p.display()
-    );
-    p
+    contracts::path("token")
 }
 
 impl Net {

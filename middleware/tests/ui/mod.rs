@@ -2,6 +2,8 @@
 //! Chromium, and an in-process ledger + gateway.
 #![allow(dead_code)]
 
+#[path = "../../../runtime/tests/common/contracts.rs"]
+pub mod contracts;
 pub mod http;
 pub mod net;
 pub mod webdriver;

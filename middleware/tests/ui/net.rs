@@ -1,7 +1,7 @@
 //! A one-node solo ledger and a gateway in front of it, both in-process on a runtime of their
 //! own (so the tests drive the browser from a plain blocking thread), plus a JSON API client.
 
-use super::http;
+use super::{contracts, http};
 use bpu_gateway::auth::Role;
 use bpu_gateway::{Config, Gateway};
 use bpu_ledger::membership::{
@@ -24,15 +24,9 @@ pub struct Env {
     _dir: tempfile::TempDir,
 }
 
-/// contracts/build/token.elf (built by contracts/build.sh); panics when missing.
+/// The token contract, built by `contracts/build.sh` into this test binary's own directory.
 fn token_elf() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../contracts/build/token.elf");
-    assert!(
-        p.is_file(),
-        "{} is missing: run contracts/build.sh (the gateway deploys the token contract from it)",
-        p.display()
-    );
-    p
+    contracts::path("token")
 }
 
 fn genesis(admin: &SigningKey, node: &SigningKey) -> Genesis {
