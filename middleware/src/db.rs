@@ -4,6 +4,7 @@
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -158,7 +159,7 @@ pub async fn open(url: &str) -> Result<Db, sqlx::Error> {
         .try_get(0)?;
     let (tx, rx) = mpsc::channel(4096);
     let (ev_tx, ev_rx) = watch::channel(last);
-    tokio::spawn(writer(pool.clone(), rx, ev_tx));
+    tokio::spawn(writer(pool.clone(), kind, rx, ev_tx));
     Ok(Db {
         pool,
         kind,
@@ -387,7 +388,12 @@ impl Db {
     }
 }
 
-async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<Job>, events: watch::Sender<i64>) {
+async fn writer(
+    pool: AnyPool,
+    kind: Kind,
+    mut rx: mpsc::Receiver<Job>,
+    events: watch::Sender<i64>,
+) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < 1024 {
@@ -397,7 +403,7 @@ async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<Job>, events: watch::Sende
             }
         }
         let started = std::time::Instant::now();
-        match commit_jobs(&pool, &jobs).await {
+        match commit_jobs(&pool, kind, &jobs).await {
             Ok((outcomes, last_seq)) => {
                 metrics::histogram!("gateway_db_commit_seconds").record(started.elapsed());
                 metrics::histogram!("gateway_db_commit_jobs").record(jobs.len() as f64);
@@ -419,50 +425,118 @@ async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<Job>, events: watch::Sende
     }
 }
 
+/// The most rows one multi-row statement carries (17 columns × 128 rows stays far below both
+/// databases' parameter limits).
+const MAX_ROWS: usize = 128;
+
+/// Splits `n` rows into chunks of at most [`MAX_ROWS`] whose sizes are powers of two, so that
+/// multi-row statements come in few distinct texts (each is prepared once and then cached).
+fn chunks(n: usize) -> Vec<usize> {
+    let mut out = vec![MAX_ROWS; n / MAX_ROWS];
+    let mut rest = n % MAX_ROWS;
+    while rest > 0 {
+        let c = 1 << (usize::BITS - 1 - rest.leading_zeros());
+        out.push(c);
+        rest -= c;
+    }
+    out
+}
+
+/// Placeholders of one statement, in order: `$1, $2, …` on PostgreSQL, `?` on SQLite (whose
+/// numbered parameters sqlx resolves by name, a linear search per parameter: quadratic in a
+/// statement of thousands).
+struct Ph {
+    kind: Kind,
+    n: usize,
+}
+
+impl Ph {
+    fn new(kind: Kind) -> Ph {
+        Ph { kind, n: 0 }
+    }
+
+    fn next(&mut self) -> String {
+        self.n += 1;
+        match self.kind {
+            Kind::Sqlite => "?".into(),
+            Kind::Postgres => format!("${}", self.n),
+        }
+    }
+
+    /// `k` placeholders separated by commas.
+    fn list(&mut self, k: usize) -> String {
+        (0..k).map(|_| self.next()).collect::<Vec<_>>().join(",")
+    }
+
+    /// `(…),(…)…`: `rows` groups of `cols`.
+    fn rows(&mut self, rows: usize, cols: usize) -> String {
+        (0..rows)
+            .map(|_| format!("({})", self.list(cols)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A transaction's state change, several of one commit folded into one (later fields win;
+/// an absent field keeps the earlier one, as `COALESCE` keeps the stored one).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct StateSet {
+    state: String,
+    reason: Option<String>,
+    height: Option<i64>,
+    submitted_ms: Option<i64>,
+    final_ms: Option<i64>,
+}
+
+type Attempt = (Vec<u8>, Vec<u8>, i64);
+
+/// Commits the jobs in one database transaction with few statements: the rows of each kind go
+/// in multi-row statements. A job whose transaction insert finds its idempotency key taken
+/// is left out whole and answers [`Outcome::Duplicate`]. Events take sequence numbers in job
+/// order.
 async fn commit_jobs(
     pool: &AnyPool,
+    kind: Kind,
     jobs: &[Job],
 ) -> Result<(Vec<Outcome>, Option<i64>), sqlx::Error> {
     let mut t = pool.begin().await?;
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut last_seq = None;
-    for j in jobs {
-        let mut outcome = Outcome::Done;
+    let inserts: Vec<&TxRow> = jobs
+        .iter()
+        .flat_map(|j| j.writes.iter())
+        .filter_map(|w| match w {
+            Write::InsertTx(r) => Some(&**r),
+            _ => None,
+        })
+        .collect();
+    let inserted = insert_txs(&mut t, kind, &inserts).await?;
+    let outcomes: Vec<Outcome> = jobs
+        .iter()
+        .map(|j| {
+            let lost = j
+                .writes
+                .iter()
+                .any(|w| matches!(w, Write::InsertTx(r) if !inserted.contains(r.id.as_str())));
+            if lost {
+                Outcome::Duplicate
+            } else {
+                Outcome::Done
+            }
+        })
+        .collect();
+
+    // Fold what the standing jobs write, in job order.
+    let mut states: HashMap<&str, (StateSet, Option<&Attempt>)> = HashMap::new();
+    let mut state_order: Vec<&str> = Vec::new();
+    let mut balances: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut events: Vec<(&str, Option<i64>, Option<i64>, &str)> = Vec::new();
+    let mut metas: BTreeMap<&str, &str> = BTreeMap::new();
+    for (j, o) in jobs.iter().zip(&outcomes) {
+        if *o != Outcome::Done {
+            continue;
+        }
         for w in &j.writes {
             match w {
-                Write::InsertTx(r) => {
-                    let sql = format!(
-                        "INSERT INTO transactions ({}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,\
-                         $12,$13,$14,$15,$16,$17,$18) ON CONFLICT (user_id, idem_key) DO NOTHING",
-                        TX_COLS.trim_end_matches(", seq")
-                    );
-                    let n = sqlx::query(&sql)
-                        .bind(&r.id)
-                        .bind(r.user_id)
-                        .bind(&r.idem_key)
-                        .bind(&r.req_hash)
-                        .bind(&r.kind)
-                        .bind(r.from_account)
-                        .bind(r.to_account)
-                        .bind(&r.to_ledger_id)
-                        .bind(r.amount as i64)
-                        .bind(&r.state)
-                        .bind(&r.reason)
-                        .bind(&r.ledger_tx)
-                        .bind(&r.ledger_tx_id)
-                        .bind(r.attempts)
-                        .bind(r.height)
-                        .bind(r.created_ms)
-                        .bind(r.submitted_ms)
-                        .bind(r.final_ms)
-                        .execute(&mut *t)
-                        .await?
-                        .rows_affected();
-                    if n == 0 {
-                        outcome = Outcome::Duplicate;
-                        break;
-                    }
-                }
+                Write::InsertTx(_) => {}
                 Write::TxState {
                     id,
                     state,
@@ -472,66 +546,193 @@ async fn commit_jobs(
                     submitted_ms,
                     final_ms,
                 } => {
-                    sqlx::query(
-                        "UPDATE transactions SET state = $1, reason = COALESCE($2, reason), \
-                         height = COALESCE($3, height), submitted_ms = COALESCE($4, submitted_ms), \
-                         final_ms = COALESCE($5, final_ms) WHERE id = $6",
-                    )
-                    .bind(state)
-                    .bind(reason)
-                    .bind(height)
-                    .bind(submitted_ms)
-                    .bind(final_ms)
-                    .bind(id)
-                    .execute(&mut *t)
-                    .await?;
-                    if let Some((bytes, tx_id, attempts)) = attempt {
-                        sqlx::query(
-                            "UPDATE transactions SET ledger_tx = $1, ledger_tx_id = $2, \
-                             attempts = $3 WHERE id = $4",
-                        )
-                        .bind(bytes)
-                        .bind(tx_id)
-                        .bind(attempts)
-                        .bind(id)
-                        .execute(&mut *t)
-                        .await?;
+                    let set = StateSet {
+                        state: state.clone(),
+                        reason: reason.clone(),
+                        height: *height,
+                        submitted_ms: *submitted_ms,
+                        final_ms: *final_ms,
+                    };
+                    match states.get_mut(id.as_str()) {
+                        Some((s, a)) => {
+                            s.state = set.state;
+                            s.reason = set.reason.or(s.reason.take());
+                            s.height = set.height.or(s.height);
+                            s.submitted_ms = set.submitted_ms.or(s.submitted_ms);
+                            s.final_ms = set.final_ms.or(s.final_ms);
+                            *a = attempt.as_ref().or(*a);
+                        }
+                        None => {
+                            states.insert(id, (set, attempt.as_ref()));
+                            state_order.push(id);
+                        }
                     }
                 }
                 Write::Balance { account, balance } => {
-                    sqlx::query("UPDATE accounts SET balance = $1 WHERE id = $2")
-                        .bind(*balance as i64)
-                        .bind(account)
-                        .execute(&mut *t)
-                        .await?;
+                    balances.insert(*account, *balance);
                 }
                 Write::Event {
                     kind,
                     user_a,
                     user_b,
                     body,
-                } => {
-                    let seq: i64 = sqlx::query(
-                        "INSERT INTO events (at_ms, kind, user_a, user_b, body) \
-                         VALUES ($1, $2, $3, $4, $5) RETURNING seq",
-                    )
-                    .bind(now_ms())
-                    .bind(kind)
-                    .bind(user_a)
-                    .bind(user_b)
-                    .bind(body)
-                    .fetch_one(&mut *t)
-                    .await?
-                    .try_get(0)?;
-                    last_seq = Some(seq);
+                } => events.push((kind, *user_a, *user_b, body)),
+                Write::Meta(k, v) => {
+                    metas.insert(k, v);
                 }
-                Write::Meta(k, v) => set_meta_on(&mut t, k, v).await?,
             }
         }
-        outcomes.push(outcome);
+    }
+
+    // Transaction states: one statement per distinct change, ids in an IN list.
+    let mut groups: HashMap<&StateSet, Vec<&str>> = HashMap::new();
+    let mut group_order: Vec<&StateSet> = Vec::new();
+    for id in &state_order {
+        let (set, attempt) = &states[id];
+        groups
+            .entry(set)
+            .or_insert_with(|| {
+                group_order.push(set);
+                Vec::new()
+            })
+            .push(id);
+        if let Some((bytes, tx_id, attempts)) = attempt {
+            sqlx::query(
+                "UPDATE transactions SET ledger_tx = $1, ledger_tx_id = $2, attempts = $3 \
+                 WHERE id = $4",
+            )
+            .bind(bytes)
+            .bind(tx_id)
+            .bind(attempts)
+            .bind(*id)
+            .execute(&mut *t)
+            .await?;
+        }
+    }
+    for set in group_order {
+        let ids = &groups[set];
+        let mut at = 0;
+        for n in chunks(ids.len()) {
+            let mut p = Ph::new(kind);
+            let sql = format!(
+                "UPDATE transactions SET state = {}, reason = COALESCE({}, reason), \
+                 height = COALESCE({}, height), submitted_ms = COALESCE({}, submitted_ms), \
+                 final_ms = COALESCE({}, final_ms) WHERE id IN ({})",
+                p.next(),
+                p.next(),
+                p.next(),
+                p.next(),
+                p.next(),
+                p.list(n)
+            );
+            let mut q = sqlx::query(&sql)
+                .bind(&set.state)
+                .bind(&set.reason)
+                .bind(set.height)
+                .bind(set.submitted_ms)
+                .bind(set.final_ms);
+            for id in &ids[at..at + n] {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *t).await?;
+            at += n;
+        }
+    }
+
+    // Balances: one CASE per chunk.
+    let balances: Vec<(i64, u64)> = balances.into_iter().collect();
+    let mut at = 0;
+    for n in chunks(balances.len()) {
+        let part = &balances[at..at + n];
+        let mut p = Ph::new(kind);
+        let cases = (0..n)
+            .map(|_| format!("WHEN {} THEN {}", p.next(), p.next()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let list = p.list(n);
+        let sql = format!("UPDATE accounts SET balance = CASE id {cases} END WHERE id IN ({list})");
+        let mut q = sqlx::query(&sql);
+        for (acc, b) in part {
+            q = q.bind(*acc).bind(*b as i64);
+        }
+        for (acc, _) in part {
+            q = q.bind(*acc);
+        }
+        q.execute(&mut *t).await?;
+        at += n;
+    }
+
+    // Events, in order.
+    let mut last_seq = None;
+    let now = now_ms();
+    let mut at = 0;
+    for n in chunks(events.len()) {
+        let sql = format!(
+            "INSERT INTO events (at_ms, kind, user_a, user_b, body) VALUES {} RETURNING seq",
+            Ph::new(kind).rows(n, 5)
+        );
+        let mut q = sqlx::query(&sql);
+        for (kind, a, b, body) in &events[at..at + n] {
+            q = q.bind(now).bind(*kind).bind(*a).bind(*b).bind(*body);
+        }
+        for r in q.fetch_all(&mut *t).await? {
+            let s: i64 = r.try_get(0)?;
+            last_seq = Some(last_seq.map_or(s, |l: i64| l.max(s)));
+        }
+        at += n;
+    }
+    for (k, v) in metas {
+        set_meta_on(&mut t, k, v).await?;
     }
     t.commit().await?;
     Ok((outcomes, last_seq))
+}
+
+/// Inserts transaction rows unless their (user, idempotency key) exists; returns the ids
+/// inserted.
+async fn insert_txs(
+    t: &mut sqlx::Transaction<'_, sqlx::Any>,
+    kind: Kind,
+    rows: &[&TxRow],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let cols = TX_COLS.trim_end_matches(", seq");
+    let n_cols = cols.split(',').count();
+    let mut inserted = HashSet::with_capacity(rows.len());
+    let mut at = 0;
+    for n in chunks(rows.len()) {
+        let sql = format!(
+            "INSERT INTO transactions ({cols}) VALUES {} \
+             ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING id",
+            Ph::new(kind).rows(n, n_cols)
+        );
+        let mut q = sqlx::query(&sql);
+        for r in &rows[at..at + n] {
+            q = q
+                .bind(&r.id)
+                .bind(r.user_id)
+                .bind(&r.idem_key)
+                .bind(&r.req_hash)
+                .bind(&r.kind)
+                .bind(r.from_account)
+                .bind(r.to_account)
+                .bind(&r.to_ledger_id)
+                .bind(r.amount as i64)
+                .bind(&r.state)
+                .bind(&r.reason)
+                .bind(&r.ledger_tx)
+                .bind(&r.ledger_tx_id)
+                .bind(r.attempts)
+                .bind(r.height)
+                .bind(r.created_ms)
+                .bind(r.submitted_ms)
+                .bind(r.final_ms);
+        }
+        for r in q.fetch_all(&mut **t).await? {
+            inserted.insert(r.try_get::<String, _>(0)?);
+        }
+        at += n;
+    }
+    Ok(inserted)
 }
 
 async fn set_meta_on(

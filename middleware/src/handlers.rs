@@ -918,12 +918,12 @@ async fn get_transaction(
     Query(q): Query<TxQuery>,
 ) -> Result<Json<TxView>, AppError> {
     let visible = |r: &crate::db::TxRow| r.user_id == caller.user || caller.is_staff();
-    let row = st
-        .db
-        .tx(&id)
-        .await?
-        .filter(visible)
-        .ok_or_else(|| AppError::NotFound(format!("transaction {id}")))?;
+    let row = match st.tx.row(&id) {
+        Some(r) => Some(r),
+        None => st.db.tx(&id).await?,
+    }
+    .filter(visible)
+    .ok_or_else(|| AppError::NotFound(format!("transaction {id}")))?;
     let t = q.timeout_ms.unwrap_or(10_000);
     if t > 60_000 {
         return Err(AppError::bad("bad_timeout", "timeout_ms is at most 60000"));
@@ -939,11 +939,14 @@ async fn get_transaction(
         }
     }
     st.tx.wait_final(&id, Duration::from_millis(t)).await;
-    let row = st
-        .db
-        .tx(&id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("transaction {id}")))?;
+    let row = match st.tx.row(&id) {
+        Some(r) => r,
+        None => st
+            .db
+            .tx(&id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("transaction {id}")))?,
+    };
     Ok(Json(TxView::from(&row)))
 }
 

@@ -275,7 +275,14 @@ struct View {
     queue: VecDeque<String>,
     locks: HashMap<Lock, String>,
     idem: HashMap<(i64, String), String>,
+    /// The last [`RECENT`] final transactions (durable, never changing again): answers
+    /// reads of a just-finished transaction without the database.
+    recent: HashMap<String, TxRow>,
+    recent_order: VecDeque<String>,
 }
+
+/// How many final transactions the view keeps for reads.
+const RECENT: usize = 16_384;
 
 impl View {
     fn owner_of(&self, ledger_id: &[u8]) -> Option<i64> {
@@ -286,11 +293,33 @@ impl View {
             .map(|a| a.owner)
     }
 
-    /// Forgets a final transaction: its reservation, locks, idempotency entry.
+    /// Forgets a final transaction (its reservation, locks, idempotency entry) once its final
+    /// row is durable; keeps that row for reads.
     fn finish(&mut self, id: &str) {
-        let Some(o) = self.open.remove(id) else {
+        let Some(row) = self.close(id) else {
             return;
         };
+        if self.recent.insert(row.id.clone(), row).is_none() {
+            self.recent_order.push_back(id.to_string());
+        }
+        while self.recent_order.len() > RECENT {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+    }
+
+    /// The row of an open or recently final transaction.
+    fn row(&self, id: &str) -> Option<&TxRow> {
+        self.open
+            .get(id)
+            .map(|o| &o.row)
+            .or_else(|| self.recent.get(id))
+    }
+
+    /// Undoes an open transaction's reservation, locks and idempotency entry; its row.
+    fn close(&mut self, id: &str) -> Option<TxRow> {
+        let o = self.open.remove(id)?;
         if o.row.kind == "transfer" {
             if let Some(a) = o.row.from_account.and_then(|f| self.accounts.get_mut(&f)) {
                 a.pending_out = a.pending_out.saturating_sub(o.row.amount);
@@ -301,6 +330,7 @@ impl View {
         }
         self.release(id, &o.locks);
         self.idem.remove(&(o.row.user_id, o.row.idem_key.clone()));
+        Some(o.row)
     }
 
     fn release(&mut self, id: &str, locks: &[Lock]) {
@@ -501,6 +531,12 @@ impl TxService {
         if let Some(a) = self.svc.view.lock().accounts.get_mut(&id) {
             a.active = active;
         }
+    }
+
+    /// The row of an open or recently final transaction, from memory (`None`: ask the
+    /// database).
+    pub fn row(&self, id: &str) -> Option<TxRow> {
+        self.svc.view.lock().row(id).cloned()
     }
 
     /// (confirmed balance, pending debits) of an account in the view.
@@ -793,7 +829,7 @@ impl TxService {
 impl View {
     /// Undoes a reservation whose row was never stored.
     fn finish_unsent(&mut self, id: &str) {
-        self.finish(id);
+        self.close(id);
     }
 }
 
@@ -1156,8 +1192,9 @@ async fn follower(svc: Arc<Svc>) {
 struct BlockChanges {
     writes: Vec<Write>,
     balances: Vec<(i64, u64)>,
-    committed: Vec<String>,
-    rejected: Vec<String>,
+    /// Final rows.
+    committed: Vec<TxRow>,
+    rejected: Vec<TxRow>,
     /// (id, new signed bytes, new ledger id)
     retries: Vec<(String, Vec<u8>, [u8; 32])>,
 }
@@ -1256,7 +1293,7 @@ async fn process_block(svc: &Svc, height: u64, block: &bpu_ledger::Block) -> Res
                     final_ms: Some(now),
                 });
                 ch.writes.push(tx_event(&row, o.to_owner));
-                ch.committed.push(gid.clone());
+                ch.committed.push(row);
             } else if status == TxStatus::Replay {
                 // A second copy of an attempt: the first decided it.
                 continue;
@@ -1307,7 +1344,7 @@ async fn process_block(svc: &Svc, height: u64, block: &bpu_ledger::Block) -> Res
                     final_ms: Some(now),
                 });
                 ch.writes.push(tx_event(&row, o.to_owner));
-                ch.rejected.push(gid.clone());
+                ch.rejected.push(row);
             }
         }
         for (acc, b) in bal {
@@ -1322,6 +1359,7 @@ async fn process_block(svc: &Svc, height: u64, block: &bpu_ledger::Block) -> Res
         .push(Write::Meta("height".into(), height.to_string()));
     svc.db.write(ch.writes).await?;
     // Durable: apply to the view.
+    let (n_committed, n_rejected) = (ch.committed.len(), ch.rejected.len());
     let mut commit_ms = Vec::new();
     {
         let mut v = svc.view.lock();
@@ -1330,11 +1368,13 @@ async fn process_block(svc: &Svc, height: u64, block: &bpu_ledger::Block) -> Res
                 a.balance = *b;
             }
         }
-        for id in ch.committed.iter().chain(&ch.rejected) {
-            if let Some(o) = v.open.get(id) {
+        for row in ch.committed.into_iter().chain(ch.rejected) {
+            let id = row.id.clone();
+            if let Some(o) = v.open.get_mut(&id) {
                 commit_ms.push(o.started.elapsed().as_secs_f64());
+                o.row = row;
             }
-            v.finish(id);
+            v.finish(&id);
         }
         for (id, bytes, new_id) in ch.retries {
             let Some(o) = v.open.get_mut(&id) else {
@@ -1360,9 +1400,9 @@ async fn process_block(svc: &Svc, height: u64, block: &bpu_ledger::Block) -> Res
         }
     }
     svc.processed.store(height, Ordering::Release);
-    if !ch.committed.is_empty() || !ch.rejected.is_empty() {
-        metrics::counter!("gateway_committed_total").increment(ch.committed.len() as u64);
-        metrics::counter!("gateway_rejected_total").increment(ch.rejected.len() as u64);
+    if n_committed + n_rejected > 0 {
+        metrics::counter!("gateway_committed_total").increment(n_committed as u64);
+        metrics::counter!("gateway_rejected_total").increment(n_rejected as u64);
         let mut s = svc.stats.lock();
         for ms in &commit_ms {
             metrics::histogram!("gateway_commit_seconds").record(*ms);
@@ -1370,9 +1410,9 @@ async fn process_block(svc: &Svc, height: u64, block: &bpu_ledger::Block) -> Res
         }
         let sec = now / 1000;
         match s.tps.back_mut() {
-            Some((t, n)) if *t == sec => *n += ch.committed.len() as u64,
+            Some((t, n)) if *t == sec => *n += n_committed as u64,
             _ => {
-                s.tps.push_back((sec, ch.committed.len() as u64));
+                s.tps.push_back((sec, n_committed as u64));
                 if s.tps.len() > 120 {
                     s.tps.pop_front();
                 }
