@@ -131,6 +131,9 @@ pub async fn open(url: &str) -> Result<Db, sqlx::Error> {
             Kind::Postgres => 8,
         })
         .acquire_timeout(Duration::from_secs(10))
+        // An embedded SQLite connection cannot be lost to a server: no ping (a thread
+        // hand-off) before every use.
+        .test_before_acquire(kind == Kind::Postgres)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if kind == Kind::Sqlite {
@@ -479,10 +482,10 @@ impl Ph {
 
 /// A transaction's state change, several of one commit folded into one (later fields win;
 /// an absent field keeps the earlier one, as `COALESCE` keeps the stored one).
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct StateSet {
-    state: String,
-    reason: Option<String>,
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct StateSet<'a> {
+    state: &'a str,
+    reason: Option<&'a str>,
     height: Option<i64>,
     submitted_ms: Option<i64>,
     final_ms: Option<i64>,
@@ -490,249 +493,341 @@ struct StateSet {
 
 type Attempt = (Vec<u8>, Vec<u8>, i64);
 
-/// Commits the jobs in one database transaction with few statements: the rows of each kind go
-/// in multi-row statements. A job whose transaction insert finds its idempotency key taken
-/// is left out whole and answers [`Outcome::Duplicate`]. Events take sequence numbers in job
-/// order.
+/// A bound value of a planned statement.
+enum Arg<'a> {
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    Int(i64),
+    OptInt(Option<i64>),
+    Blob(&'a [u8]),
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind<'q>(q: AnyQuery<'q>, a: &Arg<'q>) -> AnyQuery<'q> {
+    match *a {
+        Arg::Text(v) => q.bind(v),
+        Arg::OptText(v) => q.bind(v),
+        Arg::Int(v) => q.bind(v),
+        Arg::OptInt(v) => q.bind(v),
+        Arg::Blob(v) => q.bind(v),
+    }
+}
+
+/// The statements of one group commit, built from the jobs that stand.
+struct Plan<'a> {
+    kind: Kind,
+    stmts: Vec<(String, Vec<Arg<'a>>)>,
+}
+
+impl<'a> Plan<'a> {
+    /// Every job's transaction rows, inserted unless their (user, idempotency key) is taken
+    /// (`RETURNING id` of those inserted).
+    fn inserts(kind: Kind, jobs: &'a [Job]) -> Plan<'a> {
+        let rows: Vec<&TxRow> = jobs
+            .iter()
+            .flat_map(|j| &j.writes)
+            .filter_map(|w| match w {
+                Write::InsertTx(r) => Some(&**r),
+                _ => None,
+            })
+            .collect();
+        let cols = TX_COLS.trim_end_matches(", seq");
+        let n_cols = cols.split(',').count();
+        let mut stmts = Vec::new();
+        let mut at = 0;
+        for n in chunks(rows.len()) {
+            let sql = format!(
+                "INSERT INTO transactions ({cols}) VALUES {} \
+                 ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING id",
+                Ph::new(kind).rows(n, n_cols)
+            );
+            let mut args = Vec::with_capacity(n * n_cols);
+            for r in &rows[at..at + n] {
+                args.extend([
+                    Arg::Text(&r.id),
+                    Arg::Int(r.user_id),
+                    Arg::Text(&r.idem_key),
+                    Arg::Blob(&r.req_hash),
+                    Arg::Text(&r.kind),
+                    Arg::OptInt(r.from_account),
+                    Arg::OptInt(r.to_account),
+                    Arg::Blob(&r.to_ledger_id),
+                    Arg::Int(r.amount as i64),
+                    Arg::Text(&r.state),
+                    Arg::OptText(r.reason.as_deref()),
+                    Arg::Blob(&r.ledger_tx),
+                    Arg::Blob(&r.ledger_tx_id),
+                    Arg::Int(r.attempts),
+                    Arg::OptInt(r.height),
+                    Arg::Int(r.created_ms),
+                    Arg::OptInt(r.submitted_ms),
+                    Arg::OptInt(r.final_ms),
+                ]);
+            }
+            stmts.push((sql, args));
+            at += n;
+        }
+        Plan { kind, stmts }
+    }
+
+    /// The other writes of the jobs that stand, folded in job order into multi-row
+    /// statements: state changes (folded per transaction, equal ones in one `IN` list), new
+    /// attempts, balances (the last per account, in one `CASE`), events (`RETURNING seq`, in
+    /// order), meta values (the last per key).
+    fn rest(kind: Kind, jobs: &'a [Job], outcomes: &[Outcome]) -> Plan<'a> {
+        let mut plan = Plan {
+            kind,
+            stmts: Vec::new(),
+        };
+        let mut states: HashMap<&str, (StateSet<'a>, Option<&Attempt>)> = HashMap::new();
+        let mut state_order: Vec<&str> = Vec::new();
+        let mut balances: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut events: Vec<(&str, Option<i64>, Option<i64>, &str)> = Vec::new();
+        let mut metas: BTreeMap<&str, &str> = BTreeMap::new();
+        for (j, o) in jobs.iter().zip(outcomes) {
+            if *o != Outcome::Done {
+                continue;
+            }
+            for w in &j.writes {
+                match w {
+                    Write::InsertTx(_) => {}
+                    Write::TxState {
+                        id,
+                        state,
+                        reason,
+                        height,
+                        attempt,
+                        submitted_ms,
+                        final_ms,
+                    } => {
+                        let set = StateSet {
+                            state,
+                            reason: reason.as_deref(),
+                            height: *height,
+                            submitted_ms: *submitted_ms,
+                            final_ms: *final_ms,
+                        };
+                        match states.get_mut(id.as_str()) {
+                            Some((s, a)) => {
+                                s.state = set.state;
+                                s.reason = set.reason.or(s.reason);
+                                s.height = set.height.or(s.height);
+                                s.submitted_ms = set.submitted_ms.or(s.submitted_ms);
+                                s.final_ms = set.final_ms.or(s.final_ms);
+                                *a = attempt.as_ref().or(*a);
+                            }
+                            None => {
+                                states.insert(id, (set, attempt.as_ref()));
+                                state_order.push(id);
+                            }
+                        }
+                    }
+                    Write::Balance { account, balance } => {
+                        balances.insert(*account, *balance);
+                    }
+                    Write::Event {
+                        kind,
+                        user_a,
+                        user_b,
+                        body,
+                    } => events.push((kind, *user_a, *user_b, body)),
+                    Write::Meta(k, v) => {
+                        metas.insert(k, v);
+                    }
+                }
+            }
+        }
+        // States: one statement per distinct change (first-seen order), ids in an IN list.
+        let mut groups: HashMap<StateSet<'a>, Vec<&'a str>> = HashMap::new();
+        let mut group_order: Vec<StateSet<'a>> = Vec::new();
+        for id in &state_order {
+            let (set, attempt) = states[id];
+            groups
+                .entry(set)
+                .or_insert_with(|| {
+                    group_order.push(set);
+                    Vec::new()
+                })
+                .push(id);
+            if let Some((bytes, tx_id, attempts)) = attempt {
+                let mut p = Ph::new(kind);
+                let sql = format!(
+                    "UPDATE transactions SET ledger_tx = {}, ledger_tx_id = {}, attempts = {} \
+                     WHERE id = {}",
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next()
+                );
+                plan.stmts.push((
+                    sql,
+                    vec![
+                        Arg::Blob(bytes),
+                        Arg::Blob(tx_id),
+                        Arg::Int(*attempts),
+                        Arg::Text(id),
+                    ],
+                ));
+            }
+        }
+        for set in group_order {
+            let ids = &groups[&set];
+            let mut at = 0;
+            for n in chunks(ids.len()) {
+                let mut p = Ph::new(kind);
+                let sql = format!(
+                    "UPDATE transactions SET state = {}, reason = COALESCE({}, reason), \
+                     height = COALESCE({}, height), submitted_ms = COALESCE({}, submitted_ms), \
+                     final_ms = COALESCE({}, final_ms) WHERE id IN ({})",
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.list(n)
+                );
+                let mut args = vec![
+                    Arg::Text(set.state),
+                    Arg::OptText(set.reason),
+                    Arg::OptInt(set.height),
+                    Arg::OptInt(set.submitted_ms),
+                    Arg::OptInt(set.final_ms),
+                ];
+                args.extend(ids[at..at + n].iter().map(|id| Arg::Text(id)));
+                plan.stmts.push((sql, args));
+                at += n;
+            }
+        }
+        // Balances.
+        let balances: Vec<(i64, u64)> = balances.into_iter().collect();
+        let mut at = 0;
+        for n in chunks(balances.len()) {
+            let part = &balances[at..at + n];
+            let mut p = Ph::new(kind);
+            let cases = (0..n)
+                .map(|_| format!("WHEN {} THEN {}", p.next(), p.next()))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let sql = format!(
+                "UPDATE accounts SET balance = CASE id {cases} END WHERE id IN ({})",
+                p.list(n)
+            );
+            let mut args = Vec::with_capacity(3 * n);
+            for (acc, b) in part {
+                args.push(Arg::Int(*acc));
+                args.push(Arg::Int(*b as i64));
+            }
+            args.extend(part.iter().map(|(acc, _)| Arg::Int(*acc)));
+            plan.stmts.push((sql, args));
+            at += n;
+        }
+        // Events.
+        let now = now_ms();
+        let mut at = 0;
+        for n in chunks(events.len()) {
+            let sql = format!(
+                "INSERT INTO events (at_ms, kind, user_a, user_b, body) VALUES {} RETURNING seq",
+                Ph::new(kind).rows(n, 5)
+            );
+            let mut args = Vec::with_capacity(5 * n);
+            for (kind, a, b, body) in &events[at..at + n] {
+                args.extend([
+                    Arg::Int(now),
+                    Arg::Text(kind),
+                    Arg::OptInt(*a),
+                    Arg::OptInt(*b),
+                    Arg::Text(body),
+                ]);
+            }
+            plan.stmts.push((sql, args));
+            at += n;
+        }
+        for (k, v) in metas {
+            let mut p = Ph::new(kind);
+            let sql = format!(
+                "INSERT INTO meta (k, v) VALUES ({}, {}) ON CONFLICT (k) DO UPDATE SET v = \
+                 excluded.v",
+                p.next(),
+                p.next()
+            );
+            plan.stmts.push((sql, vec![Arg::Text(k), Arg::Text(v)]));
+        }
+        plan
+    }
+
+    /// Runs the statements in `t`; the rows they return. On SQLite all go in one query (one
+    /// hand-off to sqlx's worker thread, which runs them one after another); PostgreSQL's
+    /// extended protocol takes one statement at a time.
+    async fn run(
+        &self,
+        t: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        match self.kind {
+            Kind::Sqlite => {
+                if self.stmts.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = self
+                    .stmts
+                    .iter()
+                    .map(|(s, _)| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(";\n");
+                let mut q = sqlx::query(&sql);
+                for a in self.stmts.iter().flat_map(|(_, a)| a) {
+                    q = bind(q, a);
+                }
+                q.fetch_all(&mut **t).await
+            }
+            Kind::Postgres => {
+                let mut rows = Vec::new();
+                for (sql, args) in &self.stmts {
+                    let mut q = sqlx::query(sql);
+                    for a in args {
+                        q = bind(q, a);
+                    }
+                    rows.extend(q.fetch_all(&mut **t).await?);
+                }
+                Ok(rows)
+            }
+        }
+    }
+}
+
+/// Commits the jobs in one database transaction with a few multi-row statements (see
+/// [`Plan`]): first the transaction rows, then the rest. A job whose transaction insert finds
+/// its (user, idempotency key) taken — by an earlier transaction or another job of this
+/// commit — is left out whole and answers [`Outcome::Duplicate`]. Events take sequence
+/// numbers in job order.
 async fn commit_jobs(
     pool: &AnyPool,
     kind: Kind,
     jobs: &[Job],
 ) -> Result<(Vec<Outcome>, Option<i64>), sqlx::Error> {
     let mut t = pool.begin().await?;
-    let inserts: Vec<&TxRow> = jobs
-        .iter()
-        .flat_map(|j| j.writes.iter())
-        .filter_map(|w| match w {
-            Write::InsertTx(r) => Some(&**r),
-            _ => None,
-        })
-        .collect();
-    let inserted = insert_txs(&mut t, kind, &inserts).await?;
+    let mut inserted = HashSet::new();
+    for r in Plan::inserts(kind, jobs).run(&mut t).await? {
+        inserted.insert(r.try_get::<String, _>(0)?);
+    }
     let outcomes: Vec<Outcome> = jobs
         .iter()
         .map(|j| {
-            let lost = j
-                .writes
-                .iter()
-                .any(|w| matches!(w, Write::InsertTx(r) if !inserted.contains(r.id.as_str())));
-            if lost {
+            let taken = |w: &Write| matches!(w, Write::InsertTx(r) if !inserted.contains(&r.id));
+            if j.writes.iter().any(taken) {
                 Outcome::Duplicate
             } else {
                 Outcome::Done
             }
         })
         .collect();
-
-    // Fold what the standing jobs write, in job order.
-    let mut states: HashMap<&str, (StateSet, Option<&Attempt>)> = HashMap::new();
-    let mut state_order: Vec<&str> = Vec::new();
-    let mut balances: BTreeMap<i64, u64> = BTreeMap::new();
-    let mut events: Vec<(&str, Option<i64>, Option<i64>, &str)> = Vec::new();
-    let mut metas: BTreeMap<&str, &str> = BTreeMap::new();
-    for (j, o) in jobs.iter().zip(&outcomes) {
-        if *o != Outcome::Done {
-            continue;
-        }
-        for w in &j.writes {
-            match w {
-                Write::InsertTx(_) => {}
-                Write::TxState {
-                    id,
-                    state,
-                    reason,
-                    height,
-                    attempt,
-                    submitted_ms,
-                    final_ms,
-                } => {
-                    let set = StateSet {
-                        state: state.clone(),
-                        reason: reason.clone(),
-                        height: *height,
-                        submitted_ms: *submitted_ms,
-                        final_ms: *final_ms,
-                    };
-                    match states.get_mut(id.as_str()) {
-                        Some((s, a)) => {
-                            s.state = set.state;
-                            s.reason = set.reason.or(s.reason.take());
-                            s.height = set.height.or(s.height);
-                            s.submitted_ms = set.submitted_ms.or(s.submitted_ms);
-                            s.final_ms = set.final_ms.or(s.final_ms);
-                            *a = attempt.as_ref().or(*a);
-                        }
-                        None => {
-                            states.insert(id, (set, attempt.as_ref()));
-                            state_order.push(id);
-                        }
-                    }
-                }
-                Write::Balance { account, balance } => {
-                    balances.insert(*account, *balance);
-                }
-                Write::Event {
-                    kind,
-                    user_a,
-                    user_b,
-                    body,
-                } => events.push((kind, *user_a, *user_b, body)),
-                Write::Meta(k, v) => {
-                    metas.insert(k, v);
-                }
-            }
-        }
-    }
-
-    // Transaction states: one statement per distinct change, ids in an IN list.
-    let mut groups: HashMap<&StateSet, Vec<&str>> = HashMap::new();
-    let mut group_order: Vec<&StateSet> = Vec::new();
-    for id in &state_order {
-        let (set, attempt) = &states[id];
-        groups
-            .entry(set)
-            .or_insert_with(|| {
-                group_order.push(set);
-                Vec::new()
-            })
-            .push(id);
-        if let Some((bytes, tx_id, attempts)) = attempt {
-            sqlx::query(
-                "UPDATE transactions SET ledger_tx = $1, ledger_tx_id = $2, attempts = $3 \
-                 WHERE id = $4",
-            )
-            .bind(bytes)
-            .bind(tx_id)
-            .bind(attempts)
-            .bind(*id)
-            .execute(&mut *t)
-            .await?;
-        }
-    }
-    for set in group_order {
-        let ids = &groups[set];
-        let mut at = 0;
-        for n in chunks(ids.len()) {
-            let mut p = Ph::new(kind);
-            let sql = format!(
-                "UPDATE transactions SET state = {}, reason = COALESCE({}, reason), \
-                 height = COALESCE({}, height), submitted_ms = COALESCE({}, submitted_ms), \
-                 final_ms = COALESCE({}, final_ms) WHERE id IN ({})",
-                p.next(),
-                p.next(),
-                p.next(),
-                p.next(),
-                p.next(),
-                p.list(n)
-            );
-            let mut q = sqlx::query(&sql)
-                .bind(&set.state)
-                .bind(&set.reason)
-                .bind(set.height)
-                .bind(set.submitted_ms)
-                .bind(set.final_ms);
-            for id in &ids[at..at + n] {
-                q = q.bind(*id);
-            }
-            q.execute(&mut *t).await?;
-            at += n;
-        }
-    }
-
-    // Balances: one CASE per chunk.
-    let balances: Vec<(i64, u64)> = balances.into_iter().collect();
-    let mut at = 0;
-    for n in chunks(balances.len()) {
-        let part = &balances[at..at + n];
-        let mut p = Ph::new(kind);
-        let cases = (0..n)
-            .map(|_| format!("WHEN {} THEN {}", p.next(), p.next()))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let list = p.list(n);
-        let sql = format!("UPDATE accounts SET balance = CASE id {cases} END WHERE id IN ({list})");
-        let mut q = sqlx::query(&sql);
-        for (acc, b) in part {
-            q = q.bind(*acc).bind(*b as i64);
-        }
-        for (acc, _) in part {
-            q = q.bind(*acc);
-        }
-        q.execute(&mut *t).await?;
-        at += n;
-    }
-
-    // Events, in order.
     let mut last_seq = None;
-    let now = now_ms();
-    let mut at = 0;
-    for n in chunks(events.len()) {
-        let sql = format!(
-            "INSERT INTO events (at_ms, kind, user_a, user_b, body) VALUES {} RETURNING seq",
-            Ph::new(kind).rows(n, 5)
-        );
-        let mut q = sqlx::query(&sql);
-        for (kind, a, b, body) in &events[at..at + n] {
-            q = q.bind(now).bind(*kind).bind(*a).bind(*b).bind(*body);
-        }
-        for r in q.fetch_all(&mut *t).await? {
-            let s: i64 = r.try_get(0)?;
-            last_seq = Some(last_seq.map_or(s, |l: i64| l.max(s)));
-        }
-        at += n;
-    }
-    for (k, v) in metas {
-        set_meta_on(&mut t, k, v).await?;
+    for r in Plan::rest(kind, jobs, &outcomes).run(&mut t).await? {
+        let s: i64 = r.try_get(0)?;
+        last_seq = Some(last_seq.map_or(s, |l: i64| l.max(s)));
     }
     t.commit().await?;
     Ok((outcomes, last_seq))
-}
-
-/// Inserts transaction rows unless their (user, idempotency key) exists; returns the ids
-/// inserted.
-async fn insert_txs(
-    t: &mut sqlx::Transaction<'_, sqlx::Any>,
-    kind: Kind,
-    rows: &[&TxRow],
-) -> Result<HashSet<String>, sqlx::Error> {
-    let cols = TX_COLS.trim_end_matches(", seq");
-    let n_cols = cols.split(',').count();
-    let mut inserted = HashSet::with_capacity(rows.len());
-    let mut at = 0;
-    for n in chunks(rows.len()) {
-        let sql = format!(
-            "INSERT INTO transactions ({cols}) VALUES {} \
-             ON CONFLICT (user_id, idem_key) DO NOTHING RETURNING id",
-            Ph::new(kind).rows(n, n_cols)
-        );
-        let mut q = sqlx::query(&sql);
-        for r in &rows[at..at + n] {
-            q = q
-                .bind(&r.id)
-                .bind(r.user_id)
-                .bind(&r.idem_key)
-                .bind(&r.req_hash)
-                .bind(&r.kind)
-                .bind(r.from_account)
-                .bind(r.to_account)
-                .bind(&r.to_ledger_id)
-                .bind(r.amount as i64)
-                .bind(&r.state)
-                .bind(&r.reason)
-                .bind(&r.ledger_tx)
-                .bind(&r.ledger_tx_id)
-                .bind(r.attempts)
-                .bind(r.height)
-                .bind(r.created_ms)
-                .bind(r.submitted_ms)
-                .bind(r.final_ms);
-        }
-        for r in q.fetch_all(&mut **t).await? {
-            inserted.insert(r.try_get::<String, _>(0)?);
-        }
-        at += n;
-    }
-    Ok(inserted)
 }
 
 async fn set_meta_on(
