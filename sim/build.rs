@@ -1,4 +1,5 @@
-//! Verilates rtl/bpu_top.sv and compiles the model, the Verilator runtime and the C++ shim.
+//! Verilates rtl/bpu_top.sv and rtl/crypto/blake3_hasher.sv and compiles the models, the Verilator
+//! runtime and the C++ shims.
 //!
 //! Build parameters (environment): BPU_SIM_SHA (SHA-256 instances, default 4), BPU_SIM_ECDSA
 //! (ECDSA P-256 instances, default 2), BPU_SIM_NQ (queue
@@ -7,11 +8,19 @@
 //! Flags follow shared/DESIGN.md section 4: `--no-timing -O3 --x-assign fast --x-initial fast`, C++ at
 //! -O2 (-O3 measured no faster) plus `-fno-tree-pre` where the compiler has it, without debug info
 //! even in dev builds, never `--threads` (2 cores).
+//!
+//! The second, standalone model is the BLAKE3 hasher alone (`Vblake3_hasher`, `csrc/blake3_shim.cpp`,
+//! driven by `src/blake3.rs`), built with MAX_DEPTH = `BLAKE3_MAX_DEPTH` and sharing the runtime.
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// MAX_DEPTH of the standalone BLAKE3 hasher model: inputs up to 2^(16+10) - 1 bytes.
+const BLAKE3_MAX_DEPTH: u32 = 16;
+/// OB_W of that model: up to 2^16 - 1 output blocks per job.
+const BLAKE3_OB_W: u32 = 16;
 
 fn param(name: &str, default: u32) -> u32 {
     println!("cargo:rerun-if-env-changed={name}");
@@ -189,6 +198,50 @@ fn main() {
         .files(model_sources(&obj, prefix))
         .file(manifest.join("csrc/shim.cpp"))
         .compile("bpu_model");
+
+    // The BLAKE3 hasher on its own, for its tests and benches (src/blake3.rs).
+    let b3_obj = out.join("vobj_blake3");
+    let _ = fs::remove_dir_all(&b3_obj);
+    fs::create_dir_all(&b3_obj).expect("create vobj_blake3");
+    let b3_prefix = "Vblake3_hasher";
+    let status = Command::new("verilator")
+        .args([
+            "--cc",
+            "--no-timing",
+            "-O3",
+            "--x-assign",
+            "fast",
+            "--x-initial",
+            "fast",
+        ])
+        .args(["-Wno-fatal", "-Wno-lint", "-Wno-style"])
+        .args(["--top-module", "blake3_hasher", "--prefix", b3_prefix])
+        .arg(format!("-GMAX_DEPTH={BLAKE3_MAX_DEPTH}"))
+        .arg(format!("-GOB_W={BLAKE3_OB_W}"))
+        .arg(format!("-I{}", root.join("rtl/generated").display()))
+        .arg("--Mdir")
+        .arg(&b3_obj)
+        .args(&files)
+        .status()
+        .expect("verilator not found: run `ci/setup.sh` (or apt-get install verilator)");
+    assert!(
+        status.success(),
+        "verilator failed on rtl/crypto/blake3_hasher.sv (run `cargo xtask lint` for details)"
+    );
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .opt_level(2)
+        .debug(false)
+        .warnings(false)
+        .include(&inc)
+        .include(inc.join("vltstd"))
+        .include(&b3_obj)
+        .flag_if_supported("-fno-tree-pre")
+        .define("VM_TRACE", Some("0"))
+        .files(model_sources(&b3_obj, b3_prefix))
+        .file(manifest.join("csrc/blake3_shim.cpp"))
+        .compile("blake3_model");
     // After the model, so the linker resolves the model's references into the runtime.
     println!("cargo:rustc-link-search=native={}", out.display());
     println!("cargo:rustc-link-lib=static=verilated_rt");
@@ -196,4 +249,6 @@ fn main() {
     println!("cargo:rustc-link-lib=pthread");
     println!("cargo:rustc-env=BPU_SIM_BUILD_ID={id:08x}");
     println!("cargo:rustc-env=BPU_SIM_PARAMS={params}");
+    println!("cargo:rustc-env=BPU_SIM_BLAKE3_MAX_DEPTH={BLAKE3_MAX_DEPTH}");
+    println!("cargo:rustc-env=BPU_SIM_BLAKE3_OB_W={BLAKE3_OB_W}");
 }

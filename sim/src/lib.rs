@@ -13,7 +13,8 @@
 //! - The clock runs while the device has work (`idle_o` low or DMA traffic outstanding) and the
 //!   thread sleeps otherwise, so an idle simulated device costs no CPU.
 //!
-//! Start reading at [`Simulator::start`].
+//! Start reading at [`Simulator::start`]. [`blake3`] is a second, standalone model: the BLAKE3
+//! hasher alone, run on the calling thread.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod blake3;
 mod ffi;
 
 /// IOVA of arena byte 0: high enough that a truncated 32-bit address shows up as a DMA error.
