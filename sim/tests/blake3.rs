@@ -310,6 +310,25 @@ fn long_inputs_and_tree_boundaries() {
     }
 }
 
+/// The longest input the model takes (2^(MAX_DEPTH+10) - 1 bytes: 2^MAX_DEPTH chunks, the last
+/// one short) fills the whole chaining-value stack; 1 MiB and one byte more on the way.
+#[test]
+fn maximum_length_fills_the_stack() {
+    let mut sim = Blake3Sim::new().expect("model");
+    for len in [1usize << 20, (1 << 20) + 1, MAX_INPUT_LEN as usize] {
+        let input = random_bytes(len, len as u64);
+        let out = sim
+            .hash(Mode::Hash, &input, 2)
+            .unwrap_or_else(|e| panic!("len {len}: {e}"));
+        assert_bytes(
+            &out,
+            &reference(Mode::Hash, &input, 128),
+            &format!("len {len}"),
+        );
+        println!("hash of {len} bytes: {} cycles", sim.last_cycles());
+    }
+}
+
 /// The KV engine's case: an entry's 2048-byte LtHash16 vector (derive-key XOF), alone and as a
 /// back-to-back batch of entries.
 #[test]
