@@ -1,4 +1,4 @@
-// BLAKE3 hasher: hash, keyed hash, derive-key and raw (key + flags) jobs of any length with XOF output, on blake3_compress.
+// BLAKE3 hasher on blake3_compress: hash, keyed, derive-key and raw jobs of any length, with XOF output.
 //
 // Interface (three valid/ready streams; a transfer happens when valid and ready are both high):
 //
