@@ -1,5 +1,5 @@
-//! Verilates rtl/bpu_top.sv and rtl/crypto/blake3_hasher.sv and compiles the models, the Verilator
-//! runtime and the C++ shims.
+//! Verilates rtl/bpu_top.sv, rtl/crypto/blake3_hasher.sv and rtl/kv/lthash_unit.sv and compiles the
+//! models, the Verilator runtime and the C++ shims.
 //!
 //! Build parameters (environment): BPU_SIM_SHA (SHA-256 instances, default 4), BPU_SIM_ECDSA
 //! (ECDSA P-256 instances, default 2), BPU_SIM_NQ (queue
@@ -11,6 +11,8 @@
 //!
 //! The second, standalone model is the BLAKE3 hasher alone (`Vblake3_hasher`, `csrc/blake3_shim.cpp`,
 //! driven by `src/blake3.rs`), built with MAX_DEPTH = `BLAKE3_MAX_DEPTH` and sharing the runtime.
+//! The third is the KV engine's LtHash16 unit alone (`Vlthash_unit`, `csrc/lthash_shim.cpp`,
+//! driven by `src/lthash.rs`), built with MAX_DEPTH = `LTHASH_MAX_DEPTH`.
 
 use std::env;
 use std::fs;
@@ -21,6 +23,8 @@ use std::process::Command;
 const BLAKE3_MAX_DEPTH: u32 = 16;
 /// OB_W of that model: up to 2^16 - 1 output blocks per job.
 const BLAKE3_OB_W: u32 = 16;
+/// MAX_DEPTH of the standalone LtHash16 unit model (its default): encodings up to 2^25 - 1 bytes.
+const LTHASH_MAX_DEPTH: u32 = 15;
 
 fn param(name: &str, default: u32) -> u32 {
     println!("cargo:rerun-if-env-changed={name}");
@@ -34,7 +38,7 @@ fn param(name: &str, default: u32) -> u32 {
 
 fn rtl_sources(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for dir in ["rtl/common", "rtl/host", "rtl/crypto", "rtl"] {
+    for dir in ["rtl/common", "rtl/host", "rtl/crypto", "rtl/kv", "rtl"] {
         let Ok(rd) = fs::read_dir(root.join(dir)) else {
             continue;
         };
@@ -242,6 +246,49 @@ fn main() {
         .files(model_sources(&b3_obj, b3_prefix))
         .file(manifest.join("csrc/blake3_shim.cpp"))
         .compile("blake3_model");
+
+    // The LtHash16 unit of the KV engine on its own (src/lthash.rs), with its own hasher.
+    let lt_obj = out.join("vobj_lthash");
+    let _ = fs::remove_dir_all(&lt_obj);
+    fs::create_dir_all(&lt_obj).expect("create vobj_lthash");
+    let lt_prefix = "Vlthash_unit";
+    let status = Command::new("verilator")
+        .args([
+            "--cc",
+            "--no-timing",
+            "-O3",
+            "--x-assign",
+            "fast",
+            "--x-initial",
+            "fast",
+        ])
+        .args(["-Wno-fatal", "-Wno-lint", "-Wno-style"])
+        .args(["--top-module", "lthash_unit", "--prefix", lt_prefix])
+        .arg(format!("-GMAX_DEPTH={LTHASH_MAX_DEPTH}"))
+        .arg(format!("-I{}", root.join("rtl/generated").display()))
+        .arg("--Mdir")
+        .arg(&lt_obj)
+        .args(&files)
+        .status()
+        .expect("verilator not found: run `ci/setup.sh` (or apt-get install verilator)");
+    assert!(
+        status.success(),
+        "verilator failed on rtl/kv/lthash_unit.sv (run `cargo xtask lint` for details)"
+    );
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .opt_level(2)
+        .debug(false)
+        .warnings(false)
+        .include(&inc)
+        .include(inc.join("vltstd"))
+        .include(&lt_obj)
+        .flag_if_supported("-fno-tree-pre")
+        .define("VM_TRACE", Some("0"))
+        .files(model_sources(&lt_obj, lt_prefix))
+        .file(manifest.join("csrc/lthash_shim.cpp"))
+        .compile("lthash_model");
     // After the model, so the linker resolves the model's references into the runtime.
     println!("cargo:rustc-link-search=native={}", out.display());
     println!("cargo:rustc-link-lib=static=verilated_rt");
@@ -251,4 +298,5 @@ fn main() {
     println!("cargo:rustc-env=BPU_SIM_PARAMS={params}");
     println!("cargo:rustc-env=BPU_SIM_BLAKE3_MAX_DEPTH={BLAKE3_MAX_DEPTH}");
     println!("cargo:rustc-env=BPU_SIM_BLAKE3_OB_W={BLAKE3_OB_W}");
+    println!("cargo:rustc-env=BPU_SIM_LTHASH_MAX_DEPTH={LTHASH_MAX_DEPTH}");
 }

@@ -14,7 +14,7 @@
 //!   thread sleeps otherwise, so an idle simulated device costs no CPU.
 //!
 //! Start reading at [`Simulator::start`]. [`blake3`] is a second, standalone model: the BLAKE3
-//! hasher alone, run on the calling thread.
+//! hasher alone, run on the calling thread; [`lthash`] a third: the KV engine's LtHash16 unit.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 pub mod blake3;
 mod ffi;
+pub mod lthash;
 
 /// IOVA of arena byte 0: high enough that a truncated 32-bit address shows up as a DMA error.
 pub const MEM_BASE: u64 = 0x0000_0010_0000_0000;
