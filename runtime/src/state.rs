@@ -286,17 +286,41 @@ fn entry_vector(
     version: StateVersion,
 ) -> [u8; LATTICE_BYTES] {
     let mut h = blake3::Hasher::new_derive_key(ENTRY_CONTEXT);
-    h.update(&(contract.len() as u64).to_le_bytes());
-    h.update(contract.as_bytes());
-    h.update(&(key.len() as u64).to_le_bytes());
-    h.update(key);
-    h.update(&version.height.to_le_bytes());
-    h.update(&version.index.to_le_bytes());
-    h.update(&(value.len() as u64).to_le_bytes());
-    h.update(value);
+    write_entry_encoding(contract, key, value, version, |part| {
+        h.update(part);
+    });
     let mut out = [0u8; LATTICE_BYTES];
     h.finalize_xof().fill(&mut out);
     out
+}
+
+/// The encoding of one entry that its LtHash16 vector hashes: `u64 LE len(contract) ‖ contract ‖
+/// u64 LE len(key) ‖ key ‖ u64 LE height ‖ u32 LE index ‖ u64 LE len(value) ‖ value` (for
+/// hardware that hashes it, e.g. the KV engine's LtHash16 unit).
+pub fn entry_encoding(contract: &str, key: &[u8], value: &[u8], version: StateVersion) -> Vec<u8> {
+    let mut out = Vec::with_capacity(36 + contract.len() + key.len() + value.len());
+    write_entry_encoding(contract, key, value, version, |part| {
+        out.extend_from_slice(part)
+    });
+    out
+}
+
+/// Feeds the parts of [`entry_encoding`] to `sink` in order (the single source of the encoding).
+fn write_entry_encoding(
+    contract: &str,
+    key: &[u8],
+    value: &[u8],
+    version: StateVersion,
+    mut sink: impl FnMut(&[u8]),
+) {
+    sink(&(contract.len() as u64).to_le_bytes());
+    sink(contract.as_bytes());
+    sink(&(key.len() as u64).to_le_bytes());
+    sink(key);
+    sink(&version.height.to_le_bytes());
+    sink(&version.index.to_le_bytes());
+    sink(&(value.len() as u64).to_le_bytes());
+    sink(value);
 }
 
 /// The digest of a state computed from scratch over all its entries (for tests and replay
