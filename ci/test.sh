@@ -28,7 +28,7 @@ step "services";           trap services_stop EXIT; services_start
 step "tests";              cargo test --workspace --quiet
 services_stop
 step "yosys synthesis";    cargo xtask synth --top sha256_engine
-cargo xtask synth --top blake3_hasher
+cargo xtask synth --top lthash_unit   # includes blake3_hasher
 cargo xtask synth --top bpu_top --blackbox ecdsa_engine
 step "waiting for the ecdsa_engine synthesis"
 if ! wait "$synth_pid"; then tail -50 target/synth-ecdsa.log; exit 1; fi
