@@ -204,91 +204,33 @@ fn main() {
         .compile("bpu_model");
 
     // The BLAKE3 hasher on its own, for its tests and benches (src/blake3.rs).
-    let b3_obj = out.join("vobj_blake3");
-    let _ = fs::remove_dir_all(&b3_obj);
-    fs::create_dir_all(&b3_obj).expect("create vobj_blake3");
-    let b3_prefix = "Vblake3_hasher";
-    let status = Command::new("verilator")
-        .args([
-            "--cc",
-            "--no-timing",
-            "-O3",
-            "--x-assign",
-            "fast",
-            "--x-initial",
-            "fast",
-        ])
-        .args(["-Wno-fatal", "-Wno-lint", "-Wno-style"])
-        .args(["--top-module", "blake3_hasher", "--prefix", b3_prefix])
-        .arg(format!("-GMAX_DEPTH={BLAKE3_MAX_DEPTH}"))
-        .arg(format!("-GOB_W={BLAKE3_OB_W}"))
-        .arg(format!("-I{}", root.join("rtl/generated").display()))
-        .arg("--Mdir")
-        .arg(&b3_obj)
-        .args(&files)
-        .status()
-        .expect("verilator not found: run `ci/setup.sh` (or apt-get install verilator)");
-    assert!(
-        status.success(),
-        "verilator failed on rtl/crypto/blake3_hasher.sv (run `cargo xtask lint` for details)"
+    let b3_params = [
+        format!("-GMAX_DEPTH={BLAKE3_MAX_DEPTH}"),
+        format!("-GOB_W={BLAKE3_OB_W}"),
+    ];
+    let unit = Unit {
+        root: &root,
+        out: &out,
+        inc: &inc,
+        manifest: &manifest,
+        files: &files,
+    };
+    unit.build(
+        "blake3_hasher",
+        "Vblake3_hasher",
+        &b3_params,
+        "blake3_shim.cpp",
+        "blake3_model",
     );
-    cc::Build::new()
-        .cpp(true)
-        .std("c++17")
-        .opt_level(2)
-        .debug(false)
-        .warnings(false)
-        .include(&inc)
-        .include(inc.join("vltstd"))
-        .include(&b3_obj)
-        .flag_if_supported("-fno-tree-pre")
-        .define("VM_TRACE", Some("0"))
-        .files(model_sources(&b3_obj, b3_prefix))
-        .file(manifest.join("csrc/blake3_shim.cpp"))
-        .compile("blake3_model");
-
     // The LtHash16 unit of the KV engine on its own (src/lthash.rs), with its own hasher.
-    let lt_obj = out.join("vobj_lthash");
-    let _ = fs::remove_dir_all(&lt_obj);
-    fs::create_dir_all(&lt_obj).expect("create vobj_lthash");
-    let lt_prefix = "Vlthash_unit";
-    let status = Command::new("verilator")
-        .args([
-            "--cc",
-            "--no-timing",
-            "-O3",
-            "--x-assign",
-            "fast",
-            "--x-initial",
-            "fast",
-        ])
-        .args(["-Wno-fatal", "-Wno-lint", "-Wno-style"])
-        .args(["--top-module", "lthash_unit", "--prefix", lt_prefix])
-        .arg(format!("-GMAX_DEPTH={LTHASH_MAX_DEPTH}"))
-        .arg(format!("-I{}", root.join("rtl/generated").display()))
-        .arg("--Mdir")
-        .arg(&lt_obj)
-        .args(&files)
-        .status()
-        .expect("verilator not found: run `ci/setup.sh` (or apt-get install verilator)");
-    assert!(
-        status.success(),
-        "verilator failed on rtl/kv/lthash_unit.sv (run `cargo xtask lint` for details)"
+    let lt_params = [format!("-GMAX_DEPTH={LTHASH_MAX_DEPTH}")];
+    unit.build(
+        "lthash_unit",
+        "Vlthash_unit",
+        &lt_params,
+        "lthash_shim.cpp",
+        "lthash_model",
     );
-    cc::Build::new()
-        .cpp(true)
-        .std("c++17")
-        .opt_level(2)
-        .debug(false)
-        .warnings(false)
-        .include(&inc)
-        .include(inc.join("vltstd"))
-        .include(&lt_obj)
-        .flag_if_supported("-fno-tree-pre")
-        .define("VM_TRACE", Some("0"))
-        .files(model_sources(&lt_obj, lt_prefix))
-        .file(manifest.join("csrc/lthash_shim.cpp"))
-        .compile("lthash_model");
     // After the model, so the linker resolves the model's references into the runtime.
     println!("cargo:rustc-link-search=native={}", out.display());
     println!("cargo:rustc-link-lib=static=verilated_rt");
@@ -299,4 +241,60 @@ fn main() {
     println!("cargo:rustc-env=BPU_SIM_BLAKE3_MAX_DEPTH={BLAKE3_MAX_DEPTH}");
     println!("cargo:rustc-env=BPU_SIM_BLAKE3_OB_W={BLAKE3_OB_W}");
     println!("cargo:rustc-env=BPU_SIM_LTHASH_MAX_DEPTH={LTHASH_MAX_DEPTH}");
+}
+
+/// Where a standalone unit model is built from.
+struct Unit<'a> {
+    root: &'a Path,
+    out: &'a Path,
+    inc: &'a Path,
+    manifest: &'a Path,
+    files: &'a [PathBuf],
+}
+
+impl Unit<'_> {
+    /// Verilates module `top` alone (with `-G` parameters) as `prefix` and compiles it with its
+    /// shim `csrc/<shim>` into the static library `lib`.
+    fn build(&self, top: &str, prefix: &str, params: &[String], shim: &str, lib: &str) {
+        let obj = self.out.join(format!("vobj_{top}"));
+        let _ = fs::remove_dir_all(&obj);
+        fs::create_dir_all(&obj).expect("create the unit's object directory");
+        let status = Command::new("verilator")
+            .args([
+                "--cc",
+                "--no-timing",
+                "-O3",
+                "--x-assign",
+                "fast",
+                "--x-initial",
+                "fast",
+            ])
+            .args(["-Wno-fatal", "-Wno-lint", "-Wno-style"])
+            .args(["--top-module", top, "--prefix", prefix])
+            .args(params)
+            .arg(format!("-I{}", self.root.join("rtl/generated").display()))
+            .arg("--Mdir")
+            .arg(&obj)
+            .args(self.files)
+            .status()
+            .expect("verilator not found: run `ci/setup.sh` (or apt-get install verilator)");
+        assert!(
+            status.success(),
+            "verilator failed on {top} (run `cargo xtask lint` for details)"
+        );
+        cc::Build::new()
+            .cpp(true)
+            .std("c++17")
+            .opt_level(2)
+            .debug(false)
+            .warnings(false)
+            .include(self.inc)
+            .include(self.inc.join("vltstd"))
+            .include(&obj)
+            .flag_if_supported("-fno-tree-pre")
+            .define("VM_TRACE", Some("0"))
+            .files(model_sources(&obj, prefix))
+            .file(self.manifest.join("csrc").join(shim))
+            .compile(lib);
+    }
 }
